@@ -1,0 +1,23 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
+from django.core.exceptions import ValidationError
+
+from iam.services import api_key_create, operator_get_or_create
+
+
+class Command(BaseCommand):
+    help = "Create (or reuse) a platform operator and print one new API key as the last line."
+
+    def add_arguments(self, parser):
+        parser.add_argument("email")
+        parser.add_argument("--name", default="operator key")
+
+    def handle(self, *args, email: str, name: str, **options):
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise CommandError(f"'{email}' is not an email address.")
+        user = operator_get_or_create(email=email.lower())
+        issued = api_key_create(user=user, tenant=None, name=name)
+        self.stderr.write(f"Operator {user.email}: new key {issued.api_key.prefix}… (shown once; store it now)")
+        self.stdout.write(issued.raw)

@@ -1,0 +1,107 @@
+"""Writes of the IAM concern: users, roles, memberships and API keys."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from django.utils import timezone
+
+from iam.models import ApiKey, Membership, Role, User
+
+KEY_PREFIX = "mk_"
+
+# The default roles every tenant gets, with their permission sets.
+DEFAULT_ROLES: dict[str, list[str]] = {
+    Role.ADMIN: [
+        "tenant.read", "tenant.update", "users.manage", "roles.manage", "keys.manage",
+        "billing.read", "billing.manage", "provisioning.read", "provisioning.manage",
+        "data.read", "data.query", "data.manage",
+    ],
+    Role.ANALYST: ["tenant.read", "provisioning.read", "data.read", "data.query"],
+    Role.VIEWER: ["tenant.read", "provisioning.read", "data.read"],
+}
+
+
+def hash_key(raw_key: str) -> str:
+    # A key carries 256 random bits, so a fast hash is enough: no dictionary to fear.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    raw: str
+
+
+def api_key_create(*, user: User, tenant=None, name: str = "default") -> IssuedKey:
+    """Make a key; the raw value is returned here once and never stored."""
+    prefix = secrets.token_hex(4)
+    raw = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = ApiKey.objects.create(user=user, tenant=tenant, name=name, prefix=prefix, key_hash=hash_key(raw))
+    return IssuedKey(api_key=api_key, raw=raw)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    ApiKey.objects.filter(id=api_key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use, at most once a minute per key so reads do not become writes."""
+    now = timezone.now()
+    if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    ApiKey.objects.filter(id=api_key.id).update(last_used_at=now)
+    api_key.last_used_at = now
+
+
+def default_roles_create(*, tenant) -> dict[str, Role]:
+    roles = Role.objects.bulk_create(
+        [Role(tenant=tenant, name=name, permissions=perms) for name, perms in DEFAULT_ROLES.items()]
+    )
+    return {role.name: role for role in roles}
+
+
+def operator_get_or_create(*, email: str) -> User:
+    user, created = User.objects.get_or_create(
+        email=email, defaults={"username": email, "is_staff": True, "is_superuser": True}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    elif not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    return user
+
+
+class IamServiceClient(Protocol):
+    """The IAM service the control plane calls to create a tenant's first admin.
+
+    MATIH's IAM is a separate service; here it is an interface with an
+    in-process implementation on the same database (and so the same transaction).
+    """
+
+    def create_admin_user(self, *, tenant, email: str, role: Role) -> User: ...
+
+
+class InProcessIamServiceClient:
+    def create_admin_user(self, *, tenant, email: str, role: Role) -> User:
+        # No password hash on the hot path: an unusable password, an invitation later.
+        # The same person may administer several tenants. ON CONFLICT DO NOTHING
+        # waits for a concurrent registration with the same email instead of failing.
+        user = User(email=email, username=email)
+        user.set_unusable_password()
+        User.objects.bulk_create([user], ignore_conflicts=True)
+        user = User.objects.get(email=email)
+        Membership.objects.create(user=user, tenant=tenant, role=role)
+        return user
+
+
+def iam_client() -> IamServiceClient:
+    return InProcessIamServiceClient()

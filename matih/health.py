@@ -1,0 +1,61 @@
+"""Liveness, readiness and Prometheus metrics."""
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess
+
+
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def _database_ok() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return None
+    except Exception as exc:  # the answer is the report
+        return str(exc)
+
+
+def _broker_ok() -> str | None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        client.ping()
+        client.close()
+        return None
+    except Exception as exc:
+        return str(exc)
+
+
+def readyz(request):
+    checks = {"database": _database_ok(), "broker": _broker_ok()}
+    ready = all(problem is None for problem in checks.values())
+    body = {
+        "status": "ready" if ready else "not ready",
+        "checks": {name: ("ok" if problem is None else problem) for name, problem in checks.items()},
+    }
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def metrics(request):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    output = generate_latest(registry)
+    try:
+        from provisioning.metrics import job_metrics_text
+    except ImportError:
+        pass
+    else:
+        output += job_metrics_text()
+    return HttpResponse(output, content_type=CONTENT_TYPE_LATEST)

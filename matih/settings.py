@@ -1,0 +1,239 @@
+"""Settings, read from the environment (twelve-factor).
+
+Every setting has a safe default for the embedded run; see the README's
+configuration table for the full list.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from matih import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def database_from_url(url: str) -> dict:
+    parts = urlparse(url)
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "USER": unquote(parts.username or "postgres"),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": query.pop("host", parts.hostname or ""),
+        "PORT": str(parts.port or ""),
+        "OPTIONS": query,
+    }
+
+
+DEBUG = env_bool("MATIH_DEBUG", False)
+SECRET_KEY = os.environ.get("MATIH_SECRET_KEY", "matih-embedded-development-key-change-me-in-production")
+# Key for secrets at rest (service principal client secrets); Fernet key or any passphrase.
+MATIH_ENCRYPTION_KEY = os.environ.get("MATIH_ENCRYPTION_KEY", SECRET_KEY)
+ALLOWED_HOSTS = env_list("MATIH_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("MATIH_CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "channels",
+    "iam",
+    "billing",
+    "tenants",
+    "provisioning",
+    "deploy",
+]
+
+MIDDLEWARE = [
+    "matih.observability.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "matih.urls"
+WSGI_APPLICATION = "matih.wsgi.application"
+ASGI_APPLICATION = "matih.asgi.application"
+AUTH_USER_MODEL = "iam.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.postgres_url()
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+# Under a sync WSGI server persistent connections are the fast path. Under ASGI a
+# sync view runs in a thread pool and CONN_MAX_AGE churns connections, so the
+# ASGI processes turn on Django's psycopg pool (MATIH_DB_POOL=true) instead.
+if env_bool("MATIH_DB_POOL", False):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env_int("MATIH_DB_POOL_MIN", 2),
+        "max_size": env_int("MATIH_DB_POOL_MAX", 10),
+        "timeout": 10,
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("MATIH_CONN_MAX_AGE", 300)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("MATIH_TEST_DATABASE", "test_matih")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker, results, channel layer, cache, locks ------------------------
+REDIS_URL = os.environ.get("REDIS_URL") or embedded.redis_url()
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "matih",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("MATIH_CHANNEL_PREFIX", "matih")},
+    }
+}
+
+# --- Celery ---------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("MATIH_TASK_TIME_LIMIT", 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("MATIH_TASK_SOFT_TIME_LIMIT", 3300)
+# One visibility timeout: a task not acknowledged within it is redelivered. It
+# must exceed the longest step (the Terraform apply of an ENTERPRISE cluster).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("MATIH_VISIBILITY_TIMEOUT", 3900)}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("MATIH_VISIBILITY_TIMEOUT", 3900)}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+
+# --- MATIH ------------------------------------------------------------------------
+MATIH_INFRA_BACKEND = os.environ.get("MATIH_INFRA_BACKEND", "simulated")
+MATIH_SIM_TIME_SCALE = env_float("MATIH_SIM_TIME_SCALE", 0.01)
+MATIH_SIM_FAULT_RATE = env_float("MATIH_SIM_FAULT_RATE", 0.0)
+MATIH_RETRY_BACKOFF = [int(x) for x in env_list("MATIH_RETRY_BACKOFF", "60,120,240")]
+MATIH_RETRY_JITTER = env_float("MATIH_RETRY_JITTER", 0.1)
+MATIH_MAX_RETRIES = env_int("MATIH_MAX_RETRIES", 3)
+MATIH_SWEEP_INTERVAL = env_int("MATIH_SWEEP_INTERVAL", 15)
+MATIH_STEP_LEASE = env_int("MATIH_STEP_LEASE", 120)
+MATIH_OPEN_SIGNUP = env_bool("MATIH_OPEN_SIGNUP", False)
+MATIH_SIGNUP_RATE = os.environ.get("MATIH_SIGNUP_RATE", "20/hour")
+MATIH_REGIONS = env_list("MATIH_REGIONS", "eastus,eastus2,westus2,westeurope,northeurope,southeastasia")
+MATIH_DNS_PARENT_ZONE = os.environ.get("MATIH_DNS_PARENT_ZONE", "matih.ai")
+MATIH_MAX_BODY_BYTES = env_int("MATIH_MAX_BODY_BYTES", 65536)
+MATIH_WEBHOOK_URLS = env_list("MATIH_WEBHOOK_URLS", "")
+MATIH_WEBHOOK_SECRET = os.environ.get("MATIH_WEBHOOK_SECRET", "")
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(MATIH_MAX_BODY_BYTES, 2621440)
+
+EMAIL_BACKEND = os.environ.get("MATIH_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("MATIH_FROM_EMAIL", "provisioning@matih.local")
+
+# --- REST framework -----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["iam.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["matih.api.BoundedJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "matih.api.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "matih.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {"signup": MATIH_SIGNUP_RATE},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MATIH tenant lifecycle API",
+    "DESCRIPTION": "Register tenants and follow their provisioning.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Static files, i18n ---------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- Logging: one JSON object a line, with the request id --------------------------------
+LOG_LEVEL = os.environ.get("MATIH_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "matih.observability.ContextFilter"}},
+    "formatters": {"json": {"()": "matih.observability.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": sys.stderr,
+            "formatter": "json",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+        "celery.app.trace": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from billing.models import Tier
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    RETRY_SCHEDULED = "RETRY_SCHEDULED"
+    ROLLING_BACK = "ROLLING_BACK"
+    CANCELLING = "CANCELLING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+
+
+class ProvisioningJob(models.Model):
+    """One provisioning attempt of a tenant (the seed's TenantProvisioningJob)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="provisioning_jobs")
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
+    # The state machine state: INITIAL, a phase of the tier's plan, or COMPLETED.
+    current_state = models.CharField(max_length=40, default="INITIAL")
+    initiated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    retry_count = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=3)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    # Key-value metadata: tenant slug, cluster name, fault injection, step outputs' summary.
+    context = models.JSONField(default=dict, blank=True)
+    # Who runs the job now, until when. A lapsed lease on a RUNNING job means its worker died.
+    lease_owner = models.CharField(max_length=100, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every transition; the compare-and-swap token of the job row.
+    version = models.PositiveIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=~Q(status__in=["COMPLETED", "FAILED", "CANCELLED"]),
+                name="one_open_job_per_tenant",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_retry_at"], name="job_due_retry"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_lease"),
+            models.Index(fields=["tenant", "-created_at"], name="job_tenant_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATUSES
+
+
+class StepRun(models.Model):
+    """One step of a job's plan: its status, attempts, outputs (for rollback) and error."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=64)
+    phase = models.CharField(max_length=40)
+    position = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=24, choices=StepStatus.choices, default=StepStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    compensation_attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    # The external ids the step created, recorded before the next step starts.
+    outputs = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="step_unique_per_job")]
+        indexes = [models.Index(fields=["name", "status"], name="step_name_status")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class ProvisioningEvent(models.Model):
+    """What happened to a job, in order (seq is per job)."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=40)
+    step = models.CharField(max_length=64, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="event_unique_seq")]

@@ -1,0 +1,111 @@
+"""HTTP for tenants: thin views over tenants.services and tenants.selectors."""
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, status
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from matih.api import error_response
+from tenants import selectors
+from tenants.serializers import RegistrationResponseSerializer, TenantRegistrationSerializer, TenantSerializer
+from tenants.services import Idempotency, IdempotencyConflict, Registration, SlugTaken, register_tenant
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def is_operator(request) -> bool:
+    api_key = request.auth
+    if api_key is not None:
+        return api_key.is_operator and request.user.is_staff
+    return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class CanRegister(permissions.BasePermission):
+    message = "Registering tenants needs an operator API key."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method != "POST":
+            return request.user is not None and request.user.is_authenticated
+        if settings.MATIH_OPEN_SIGNUP and request.auth is None:
+            return True
+        return is_operator(request)
+
+
+class SignupThrottle(AnonRateThrottle):
+    """Throttles anonymous registrations (open signup); operators are not throttled."""
+
+    scope = "signup"
+
+    def allow_request(self, request, view) -> bool:
+        if request.method != "POST" or request.auth is not None:
+            return True
+        return super().allow_request(request, view)
+
+
+def render_registration(registration: Registration) -> dict:
+    tenant = registration.tenant
+    tenant.adminApiKey = registration.admin_api_key
+    tenant.provisioningJobId = registration.job.id
+    return RegistrationResponseSerializer(tenant).data
+
+
+class TenantListCreate(ListAPIView):
+    permission_classes = [CanRegister]
+    throttle_classes = [SignupThrottle]
+    serializer_class = TenantSerializer
+
+    def get_queryset(self):
+        return selectors.tenants_visible_to(self.request.auth)
+
+    @extend_schema(
+        request=TenantRegistrationSerializer,
+        responses={201: RegistrationResponseSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request):
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
+            return error_response(
+                "invalid_request", "Idempotency-Key must be 1-255 characters.", status.HTTP_400_BAD_REQUEST,
+                {"Idempotency-Key": ["Must be 1-255 characters."]},
+            )
+        operator = is_operator(request)
+        serializer = TenantRegistrationSerializer(data=request.data, context={"is_operator": operator})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        idempotency = None
+        if idempotency_key:
+            principal = str(request.auth.id) if request.auth is not None else f"anon:{self._client_ip(request)}"
+            idempotency = Idempotency.for_request(principal=principal, key=idempotency_key, body=request.data)
+        try:
+            registration = register_tenant(
+                name=data["name"], slug=data["slug"], tier=data["tier"], region=data["region"],
+                admin_email=data["adminEmail"], settings=data.get("settings"),
+                service_principal=data.get("servicePrincipal"), simulate=data.get("simulate"),
+                initiated_by=request.user if request.auth is not None else None,
+                idempotency=idempotency, render=render_registration,
+            )
+        except SlugTaken as exc:
+            return error_response(exc.code, str(exc), status.HTTP_409_CONFLICT, {"slug": [str(exc)]})
+        except IdempotencyConflict as exc:
+            return error_response(exc.code, str(exc), status.HTTP_409_CONFLICT)
+        if registration.replayed_body is not None:
+            return Response(registration.replayed_body, status=status.HTTP_201_CREATED,
+                            headers={"Idempotent-Replayed": "true"})
+        return Response(render_registration(registration), status=status.HTTP_201_CREATED)
+
+    def _client_ip(self, request) -> str:
+        return request.META.get("REMOTE_ADDR", "")
+
+
+class TenantDetail(APIView):
+    @extend_schema(responses={200: TenantSerializer})
+    def get(self, request, tenant_id):
+        tenant = selectors.tenant_visible_to(request.auth, tenant_id)
+        if tenant is None:
+            return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
+        return Response(TenantSerializer(tenant).data)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from billing.models import Tier
+
+
+class TenantStatus(models.TextChoices):
+    """MATIH's TenantStatus."""
+
+    PENDING = "PENDING"
+    PROVISIONING = "PROVISIONING"
+    ACTIVE = "ACTIVE"
+    UPGRADING = "UPGRADING"
+    SUSPENDED = "SUSPENDED"
+    PENDING_DELETION = "PENDING_DELETION"
+    FAILED = "FAILED"
+    DELETED = "DELETED"
+
+
+class DeploymentType(models.TextChoices):
+    SHARED = "SHARED"
+    DEDICATED = "DEDICATED"
+
+
+class Tenant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.CharField(max_length=63, unique=True)
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    status = models.CharField(max_length=20, choices=TenantStatus.choices, default=TenantStatus.PENDING)
+    region = models.CharField(max_length=32)
+    admin_email = models.EmailField()
+    provisioning_started_at = models.DateTimeField(null=True, blank=True)
+    provisioned_at = models.DateTimeField(null=True, blank=True)
+    deployment_type = models.CharField(max_length=16, choices=DeploymentType.choices, null=True, blank=True)
+    kubernetes_namespace = models.CharField(max_length=80, null=True, blank=True)
+    azure_aks_cluster_name = models.CharField(max_length=120, null=True, blank=True)
+    dns_zone = models.CharField(max_length=255, null=True, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    # ENTERPRISE only: the Azure service principal, encrypted (matih.secrets); never returned.
+    service_principal_encrypted = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "tier"]), models.Index(fields=["-created_at"])]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class TenantSettings(models.Model):
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="settings")
+    values = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "tenant settings"
+
+
+class IdempotencyRecord(models.Model):
+    """The answer given to a POST with an Idempotency-Key, replayed for the same key.
+
+    Written in the same transaction as the registration it answers, so a key
+    either names a committed registration or nothing.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    principal = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    # Encrypted (matih.secrets): the answer holds the new admin key. Purged after a day.
+    response_body_encrypted = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["principal", "key"], name="idempotency_unique_key")]

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from tenants.api import TenantDetail, TenantListCreate
+
+urlpatterns = [
+    path("tenants", TenantListCreate.as_view(), name="tenant-list"),
+    path("tenants/<uuid:tenant_id>", TenantDetail.as_view(), name="tenant-detail"),
+]
