@@ -1,0 +1,41 @@
+"""Fixtures of the driver tests: tenant specs as the step layer computes them."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from deploy.interfaces import ClusterRef, TenantSpec
+
+# REFERENCE.md: ResourceQuota per tier (ENTERPRISE: PROFESSIONAL doubled) and the LimitRange.
+QUOTAS = {
+    "FREE": {"requests.cpu": "2", "limits.cpu": "4", "requests.memory": "4Gi", "limits.memory": "8Gi",
+             "pods": "20", "services": "10", "persistentvolumeclaims": "5"},
+    "PROFESSIONAL": {"requests.cpu": "8", "limits.cpu": "16", "requests.memory": "16Gi", "limits.memory": "32Gi",
+                     "pods": "50", "services": "20", "persistentvolumeclaims": "10"},
+    "ENTERPRISE": {"requests.cpu": "16", "limits.cpu": "32", "requests.memory": "32Gi", "limits.memory": "64Gi",
+                   "pods": "100", "services": "40", "persistentvolumeclaims": "20"},
+}
+LIMIT_RANGE = {
+    "default": {"cpu": "500m", "memory": "512Mi"},
+    "defaultRequest": {"cpu": "100m", "memory": "256Mi"},
+    "max": {"cpu": "2", "memory": "4Gi"},
+    "min": {"cpu": "50m", "memory": "64Mi"},
+}
+TIERS = ("FREE", "PROFESSIONAL", "ENTERPRISE")
+
+
+def make_spec(tier: str = "PROFESSIONAL", slug: str = "acme", *, parent: str = "matih.ai",
+              cluster: ClusterRef | None = None, **extra) -> TenantSpec:
+    return TenantSpec(
+        tenant_id=extra.pop("tenant_id", str(uuid.UUID(int=42))),
+        slug=slug, tier=tier, region="eastus", admin_email=f"admin@{slug}.example",
+        namespace=f"tenant-{slug}", dns_zone=f"{slug}.{parent}", parent_zone=parent,
+        quota=dict(QUOTAS[tier]), limit_range={k: dict(v) for k, v in LIMIT_RANGE.items()},
+        cluster=cluster, **extra,
+    )
+
+
+@pytest.fixture
+def spec() -> TenantSpec:
+    return make_spec()
