@@ -27,6 +27,9 @@ def home() -> Path:
 
 def postgres_url() -> str:
     """Start (or find) the embedded PostgreSQL and return a URL for the matih database."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pgserver  # imported here: production never needs it
 
     server = pgserver.get_server(home() / "pg", cleanup_mode=None)

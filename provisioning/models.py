@@ -58,6 +58,8 @@ class ProvisioningJob(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Bumped by every transition; the compare-and-swap token of the job row.
     version = models.PositiveIntegerField(default=0)
+    # Weighted by the steps' nominal durations; only ever raised (GREATEST), 100 when COMPLETED.
+    progress = models.PositiveSmallIntegerField(default=0)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -72,9 +74,14 @@ class ProvisioningJob(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["status", "next_retry_at"], name="job_due_retry"),
-            models.Index(fields=["status", "lease_expires_at"], name="job_lease"),
+            # The sweeper's three questions, each answered by a small partial index.
+            models.Index(fields=["next_retry_at"], name="job_due_retry",
+                         condition=Q(status="RETRY_SCHEDULED")),
+            models.Index(fields=["lease_expires_at"], name="job_lease",
+                         condition=Q(status__in=["RUNNING", "ROLLING_BACK", "CANCELLING"])),
+            models.Index(fields=["created_at"], name="job_pending", condition=Q(status="PENDING")),
             models.Index(fields=["tenant", "-created_at"], name="job_tenant_recent"),
+            models.Index(fields=["status", "tier"], name="job_status_tier"),
         ]
 
     def __str__(self) -> str:
@@ -99,6 +106,11 @@ class StepRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Set once the step has succeeded; kept through compensation (progress never goes back).
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    # The claim: which task runs it, until when. A lapsed lease means its worker died.
+    claimed_by = models.CharField(max_length=100, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     # The external ids the step created, recorded before the next step starts.
     outputs = models.JSONField(default=dict, blank=True)
@@ -106,7 +118,7 @@ class StepRun(models.Model):
     class Meta:
         ordering = ["position"]
         constraints = [models.UniqueConstraint(fields=["job", "name"], name="step_unique_per_job")]
-        indexes = [models.Index(fields=["name", "status"], name="step_name_status")]
+        indexes = [models.Index(fields=["name", "status", "finished_at"], name="step_name_status")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
@@ -127,3 +139,30 @@ class ProvisioningEvent(models.Model):
     class Meta:
         ordering = ["seq"]
         constraints = [models.UniqueConstraint(fields=["job", "seq"], name="event_unique_seq")]
+
+
+class WebhookDelivery(models.Model):
+    """One signed POST announcing a job's end, and what became of it."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING"
+        DELIVERED = "DELIVERED"
+        RETRYING = "RETRYING"
+        GAVE_UP = "GAVE_UP"
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=500)
+    event = models.CharField(max_length=40)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["next_attempt_at"], name="webhook_due",
+                                condition=Q(status__in=["PENDING", "RETRYING"]))]

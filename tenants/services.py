@@ -117,8 +117,9 @@ def register_tenant(
 
     1. With an idempotency key, answer a stored registration from the record.
     2. Run the transaction; on a serialization failure or a deadlock run it once more.
-    3. A unique violation on the slug is SlugTaken; on the idempotency key, a
-       concurrent twin committed first, so answer with its record.
+    3. On a unique violation with an idempotency key, a concurrent twin may have
+       committed first (it took the slug, or the key): answer with its record.
+       Otherwise a unique violation on the slug is SlugTaken.
     The job is dispatched to the data plane when the transaction commits.
     """
     if idempotency is not None:
@@ -139,7 +140,7 @@ def register_tenant(
             log.warning("registration retried after %s", _sqlstate(exc), extra={"slug": slug})
         except IntegrityError as exc:
             constraint = _constraint(exc) or ""
-            if constraint == "idempotency_unique_key" and idempotency is not None:
+            if idempotency is not None:
                 replay = replayed_registration(idempotency)
                 if replay is not None:
                     return replay

@@ -1,23 +1,15 @@
-"""The billing plans of REFERENCE.md. None is custom pricing or unlimited."""
 from django.db import migrations
-
-PLANS = [
-    dict(code="starter", name="Starter", tier="FREE", monthly_price_cents=0, annual_price_cents=0,
-         max_users=3, max_queries_per_month=1_000, storage_gb=5),
-    dict(code="professional", name="Professional", tier="PROFESSIONAL", monthly_price_cents=29_900,
-         annual_price_cents=299_000, max_users=25, max_queries_per_month=50_000, storage_gb=100),
-    dict(code="enterprise", name="Enterprise", tier="ENTERPRISE", monthly_price_cents=None,
-         annual_price_cents=None, max_users=None, max_queries_per_month=None, storage_gb=None),
-]
 
 
 def seed(apps, schema_editor):
-    BillingPlan = apps.get_model("billing", "BillingPlan")
-    for plan in PLANS:
-        BillingPlan.objects.update_or_create(code=plan["code"], defaults=plan)
+    from billing.seed import seed_plans
+
+    seed_plans(apps.get_model("billing", "BillingPlan"))
 
 
 def unseed(apps, schema_editor):
+    from billing.seed import PLANS
+
     apps.get_model("billing", "BillingPlan").objects.filter(code__in=[p["code"] for p in PLANS]).delete()
 
 

@@ -1,0 +1,487 @@
+"""The orchestrator: runs a job's plan as Celery tasks, with the database as the truth.
+
+The canvas. Each step is one `provisioning.run_step` task. A task that
+finishes its step commits the result and then sends the steps that became
+ready: the next step of a chain, every step of a parallel group at once, and a
+step that waits for several others only once all of them have succeeded (the
+fan-in is read from the database under the job's row lock, not counted in
+the result backend, so a lost message or a wiped Redis costs a delay, never
+a job). Resuming a job rebuilds the canvas the same way: from the steps that
+are not yet done.
+
+The claims. A task claims its StepRun with a compare-and-swap (PENDING ->
+RUNNING, or a RUNNING step whose lease lapsed). A duplicate delivery finds the
+step claimed or done and does nothing, except make sure the successors of a
+done step were sent.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from deploy.backend import backend_for
+from deploy.errors import InfraError, TransientInfraError
+from provisioning import heartbeat
+from provisioning.models import JobStatus, ProvisioningJob, StepRun, StepStatus
+from provisioning.plans import Plan, plan_for
+from provisioning.publish import publish_change
+from provisioning.spec import namespace_for
+from provisioning.states import Expr, backoff_seconds, lease_until, record, transition
+from provisioning.steps import IMPLEMENTATIONS, StepContext
+from tenants.models import DeploymentType, Tenant, TenantStatus
+
+log = logging.getLogger("matih.orchestrator")
+
+S = JobStatus
+STEP_TABLE = StepRun._meta.db_table
+JOB_TABLE = ProvisioningJob._meta.db_table
+ACTIVE_STEP_STATUSES = (StepStatus.RUNNING, StepStatus.COMPENSATING)
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- the plan as a graph ------------------------------------------------------------------------------
+
+
+def current_phase(plan: Plan, statuses: dict[str, str]) -> str:
+    """The first phase with a step not yet succeeded; COMPLETED when there is none."""
+    for phase in plan.phases:
+        if any(statuses.get(step.name) != StepStatus.SUCCEEDED for step in plan.steps_of(phase)):
+            return phase
+    return "COMPLETED"
+
+
+def ready_steps(plan: Plan, statuses: dict[str, str]) -> list[str]:
+    """PENDING steps of the current phase whose dependencies have all succeeded."""
+    phase = current_phase(plan, statuses)
+    if phase == "COMPLETED":
+        return []
+    return [
+        step.name for step in plan.steps_of(phase)
+        if statuses.get(step.name) == StepStatus.PENDING
+        and all(statuses.get(name) == StepStatus.SUCCEEDED for name in step.after)
+    ]
+
+
+def progress_of(plan: Plan, succeeded: set[str]) -> int:
+    """Percent of the plan's nominal duration done; 100 only once COMPLETED (the caller's)."""
+    done = sum(step.nominal_seconds for step in plan.steps if step.name in succeeded)
+    return min(99, int(100 * done / plan.nominal_seconds))
+
+
+def _statuses_locking_job(job_id) -> tuple[str | None, dict[str, str]]:
+    """The job's status and its steps' statuses, holding the job's row lock until commit.
+
+    Taking the lock first serializes the fan-in: of two parallel steps that
+    finish at once, the second reads the first's committed success.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT status FROM {JOB_TABLE} WHERE id = %s FOR UPDATE", [job_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None, {}
+        cursor.execute(f"SELECT name, status FROM {STEP_TABLE} WHERE job_id = %s", [job_id])
+        return row[0], dict(cursor.fetchall())
+
+
+# --- sending -----------------------------------------------------------------------------------------
+
+
+def send_steps(job_id, names: list[str]) -> None:
+    from provisioning.tasks import run_step
+
+    for name in names:
+        run_step.delay(str(job_id), name)
+
+
+def send_compensation(job_id, countdown: float = 0) -> None:
+    from provisioning.tasks import compensate
+
+    compensate.apply_async((str(job_id),), countdown=countdown or None)
+
+
+def _on_commit_publish(tenant_id, job_id, version, status) -> None:
+    transaction.on_commit(lambda: publish_change(tenant_id=tenant_id, job_id=job_id, version=version,
+                                                 status=status))
+
+
+# --- starting and resuming ------------------------------------------------------------------------------
+
+
+def ensure_step_runs(job: ProvisioningJob) -> None:
+    plan = plan_for(job.tier)
+    StepRun.objects.bulk_create(
+        [StepRun(job_id=job.id, name=step.name, phase=step.phase, position=index)
+         for index, step in enumerate(plan.steps)],
+        ignore_conflicts=True,
+    )
+
+
+def start_job(job_id) -> bool:
+    """PENDING -> RUNNING, make its steps, send the first. False if it was not PENDING."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = ProvisioningJob.objects.filter(id=job_id).only("id", "tier", "tenant_id").first()
+        if job is None:
+            return False
+        plan = plan_for(job.tier)
+        version = transition(job_id, from_=[S.PENDING], to=S.RUNNING, event="job.started",
+                             message=f"Provisioning a {job.tier} tenant.", started_at=now,
+                             lease_owner=worker_identity(), lease_expires_at=lease_until(now),
+                             current_state=plan.phases[0])
+        if version is None:
+            return False
+        ensure_step_runs(job)
+        _on_commit_publish(job.tenant_id, job_id, version, S.RUNNING)
+    send_steps(job_id, ready_steps(plan, {step.name: StepStatus.PENDING for step in plan.steps}))
+    return True
+
+
+def continue_job(job_id) -> None:
+    """Send whatever is ready now (used after a resume and by duplicate deliveries)."""
+    job = ProvisioningJob.objects.filter(id=job_id).only("id", "tier", "status").first()
+    if job is None or job.status != S.RUNNING:
+        return
+    statuses = dict(StepRun.objects.filter(job_id=job_id).values_list("name", "status"))
+    plan = plan_for(job.tier)
+    if current_phase(plan, statuses) == "COMPLETED":
+        complete_job(job_id)
+    else:
+        send_steps(job_id, ready_steps(plan, statuses))
+
+
+# --- running one step -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    step_run: StepRun
+    owner: str
+
+
+def claim_step(job_id, name: str) -> tuple[Claim | None, StepRun | None]:
+    """Claim the step (PENDING, or RUNNING with a lapsed lease). (claim, None) or (None, current row)."""
+    now = timezone.now()
+    owner = f"{worker_identity()}:{time.monotonic_ns()}"
+    with transaction.atomic():
+        claimed = StepRun.objects.filter(job_id=job_id, name=name, status=StepStatus.PENDING).update(
+            status=StepStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
+            duration_ms=None, error="", claimed_by=owner, lease_expires_at=lease_until(now),
+        )
+        if not claimed:
+            current = StepRun.objects.filter(job_id=job_id, name=name).first()
+            if current is None or current.status != StepStatus.RUNNING or current.lease_expires_at is None \
+                    or current.lease_expires_at > now:
+                return None, current
+            # Its worker died mid-step (the lease lapsed): take it over.
+            claimed = StepRun.objects.filter(id=current.id, status=StepStatus.RUNNING,
+                                             claimed_by=current.claimed_by).update(
+                attempts=F("attempts") + 1, started_at=now, claimed_by=owner, lease_expires_at=lease_until(now),
+            )
+            if not claimed:
+                return None, StepRun.objects.filter(id=current.id).first()
+        step_run = StepRun.objects.get(job_id=job_id, name=name)
+        result = record(job_id, event="step.started", step=name,
+                        message=f"{name} started (attempt {step_run.attempts}).",
+                        lease_expires_at=lease_until(now), current_state=step_run.phase)
+        if result is None or result[1] != S.RUNNING:
+            # The job left RUNNING (cancelled, rolled back) before we started: start nothing.
+            transaction.set_rollback(True)
+            return None, step_run
+        job_tenant = ProvisioningJob.objects.filter(id=job_id).values_list("tenant_id", flat=True).first()
+        _on_commit_publish(job_tenant, job_id, result[0], S.RUNNING)
+    return Claim(step_run=step_run, owner=owner), None
+
+
+def run_step(job_id, name: str) -> str:
+    """Run one step of a job; returns what happened (for logs and tests).
+
+    1. Load the job; a job that is not RUNNING starts nothing.
+    2. Claim the step; if it is done, make sure its successors went out; if
+       another live worker holds it, say so (the caller re-checks later).
+    3. Run it with its lease renewed; commit the outputs, or the failure.
+    """
+    job = ProvisioningJob.objects.select_related("tenant", "tenant__settings").filter(id=job_id).first()
+    if job is None or job.status != S.RUNNING:
+        return "job-not-running"
+    claim, current = claim_step(job_id, name)
+    if claim is None:
+        # A duplicate delivery. Its successors went out when it succeeded; if the
+        # worker died between commit and send, the lapsed job lease brings the sweeper.
+        if current is not None and current.status == StepStatus.SUCCEEDED:
+            return "already-succeeded"
+        if current is not None and current.status == StepStatus.RUNNING:
+            return "held-elsewhere"
+        return "not-claimable"
+    step_run = claim.step_run
+    plan = plan_for(job.tier)
+    step = plan.step(name)
+    backend = backend_for(simulate=job.context.get("simulate"))
+    ctx = StepContext(job_id=str(job_id), tenant=job.tenant, job_context=job.context, backend=backend,
+                      attempt=step_run.attempts)
+    heartbeat.hold(step_run.id, job_id)
+    started = time.monotonic()
+    try:
+        before_step = getattr(backend, "before_step", None)
+        if before_step is not None:
+            before_step(name, step_run.attempts, step.nominal_seconds)
+        outputs = IMPLEMENTATIONS[name].run(ctx) or {}
+    except InfraError as error:
+        fail_step(job, step_run, claim.owner, error, started)
+        return "failed"
+    except Exception as error:  # an unexpected error is treated as transient, and shown as is
+        log.exception("step %s of job %s raised", name, job_id)
+        fail_step(job, step_run, claim.owner,
+                  TransientInfraError(f"{name} raised {type(error).__name__}: {error}",
+                                      hint="See the worker's log for the traceback."), started)
+        return "failed"
+    finally:
+        heartbeat.release(step_run.id)
+    succeed_step(job, plan, step_run, claim.owner, outputs, ctx.context_updates, started)
+    return "succeeded"
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def succeed_step(job: ProvisioningJob, plan: Plan, step_run: StepRun, owner: str, outputs: dict,
+                 context_updates: dict, started: float) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        done = StepRun.objects.filter(id=step_run.id, status=StepStatus.RUNNING, claimed_by=owner).update(
+            status=StepStatus.SUCCEEDED, outputs=outputs, finished_at=now, succeeded_at=now,
+            duration_ms=_elapsed_ms(started), lease_expires_at=None,
+        )
+        if not done:
+            return  # our lease lapsed and another worker took the step over; its result stands
+        job_status, statuses = _statuses_locking_job(job.id)
+        succeeded = {name for name, status in statuses.items() if status == StepStatus.SUCCEEDED}
+        phase = current_phase(plan, statuses)
+        fields = {"lease_expires_at": lease_until(now), "progress": Expr("GREATEST(progress, %s)",
+                                                                        (progress_of(plan, succeeded),))}
+        if phase != "COMPLETED":
+            fields["current_state"] = phase
+        if context_updates:
+            fields["context_merge"] = context_updates
+        version, job_status = record(job.id, event="step.succeeded", step=step_run.name,
+                                     message=f"{step_run.name} succeeded.", **fields)
+        _on_commit_publish(job.tenant_id, job.id, version, job_status)
+    if job_status != S.RUNNING:
+        if job_status in (S.ROLLING_BACK, S.CANCELLING):
+            send_compensation(job.id)  # the compensator was waiting for this step to finish
+        return
+    if phase == "COMPLETED":
+        complete_job(job.id)
+    else:
+        send_steps(job.id, ready_steps(plan, statuses))
+
+
+def describe_failure(step_run: StepRun, error: InfraError) -> str:
+    return f"Step {step_run.name} ({step_run.phase}) failed: {error.describe()}"
+
+
+def fail_step(job: ProvisioningJob, step_run: StepRun, owner: str, error: InfraError, started: float) -> None:
+    """Record the failure; then retry later (transient, budget left) or roll back."""
+    now = timezone.now()
+    message = describe_failure(step_run, error)
+    with transaction.atomic():
+        done = StepRun.objects.filter(id=step_run.id, status=StepStatus.RUNNING, claimed_by=owner).update(
+            status=StepStatus.FAILED, error=message, finished_at=now, duration_ms=_elapsed_ms(started),
+            lease_expires_at=None,
+        )
+        if not done:
+            return
+        current = ProvisioningJob.objects.select_for_update().only("retry_count", "max_retries", "status") \
+            .get(id=job.id)
+        if current.status != S.RUNNING:
+            # Another step already failed the job, or it is being cancelled: the step stays FAILED.
+            result = record(job.id, event="step.failed", step=step_run.name, message=message)
+            _on_commit_publish(job.tenant_id, job.id, result[0], result[1])
+            if current.status in (S.ROLLING_BACK, S.CANCELLING):
+                transaction.on_commit(lambda: send_compensation(job.id))  # it was waiting for this step
+            return
+        if error.transient and current.retry_count < current.max_retries:
+            delay = backoff_seconds(current.retry_count, error.retry_after)
+            version = transition(
+                job.id, from_=[S.RUNNING], to=S.RETRY_SCHEDULED, event="job.retry_scheduled",
+                step=step_run.name, message=message,
+                data={"retry": current.retry_count + 1, "delaySeconds": round(delay, 3)},
+                retry_count=current.retry_count + 1, next_retry_at=now + timezone.timedelta(seconds=delay),
+                error_message=message, lease_expires_at=None,
+            )
+            _on_commit_publish(job.tenant_id, job.id, version, S.RETRY_SCHEDULED)
+            return
+        reason = message if not error.transient else f"{message} (retries exhausted: {current.retry_count})"
+        version = transition(job.id, from_=[S.RUNNING], to=S.ROLLING_BACK, event="job.rolling_back",
+                             step=step_run.name, message=reason, error_message=reason,
+                             lease_expires_at=lease_until(now))
+        _on_commit_publish(job.tenant_id, job.id, version, S.ROLLING_BACK)
+        transaction.on_commit(lambda: send_compensation(job.id))
+
+
+# --- completion ------------------------------------------------------------------------------------------
+
+
+def complete_job(job_id) -> bool:
+    """RUNNING -> COMPLETED and the tenant ACTIVE, in one transaction (all steps succeeded)."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = ProvisioningJob.objects.filter(id=job_id).only("id", "tier", "tenant_id", "context").first()
+        statuses = dict(StepRun.objects.filter(job_id=job_id).values_list("name", "status"))
+        if job is None or current_phase(plan_for(job.tier), statuses) != "COMPLETED":
+            return False
+        version = transition(job_id, from_=[S.RUNNING], to=S.COMPLETED, event="job.completed",
+                             message="Provisioning completed; the tenant is ACTIVE.", completed_at=now,
+                             current_state="COMPLETED", progress=100, lease_expires_at=None,
+                             next_retry_at=None, error_message="")
+        if version is None:
+            return False
+        tenant = Tenant.objects.only("slug", "tier").get(id=job.tenant_id)
+        cluster = job.context.get("cluster") or {}
+        Tenant.objects.filter(id=job.tenant_id).update(
+            status=TenantStatus.ACTIVE, provisioned_at=now, error_message="",
+            deployment_type=DeploymentType.DEDICATED if tenant.tier == "ENTERPRISE" else DeploymentType.SHARED,
+            kubernetes_namespace=namespace_for(tenant.slug), azure_aks_cluster_name=cluster.get("name"),
+            dns_zone=f"{tenant.slug}.{settings.MATIH_DNS_PARENT_ZONE}", updated_at=now,
+        )
+        _on_commit_publish(job.tenant_id, job_id, version, S.COMPLETED)
+        transaction.on_commit(lambda: _notify(job_id))
+    return True
+
+
+def _notify(job_id) -> None:
+    from provisioning.tasks import notify_job_finished
+
+    try:
+        notify_job_finished.delay(str(job_id))
+    except Exception:  # a notification never fails a job
+        log.warning("notification not queued", extra={"jobId": str(job_id)}, exc_info=True)
+
+
+# --- rollback and cancel ------------------------------------------------------------------------------------
+
+
+def compensate_next(job_id) -> str:
+    """Undo the next step, latest first; finish the job when nothing is left to undo.
+
+    1. Wait while a step still runs (it finishes; cancel never interrupts one).
+    2. Pick the last step (by plan position) that succeeded or failed and has
+       something to undo, or one whose compensation is due again.
+    3. Run its compensation with a lease; on success send the next round; on a
+       transient error retry it after the backoff; when its budget is spent
+       mark it COMPENSATION_FAILED and go on.
+    4. Nothing left: ROLLING_BACK -> FAILED or CANCELLING -> CANCELLED, tenant FAILED.
+    """
+    now = timezone.now()
+    job = ProvisioningJob.objects.select_related("tenant", "tenant__settings").filter(id=job_id).first()
+    if job is None or job.status not in (S.ROLLING_BACK, S.CANCELLING):
+        return "not-rolling-back"
+    steps = list(StepRun.objects.filter(job_id=job_id).order_by("-position"))
+    live = [s for s in steps if s.status in ACTIVE_STEP_STATUSES and s.lease_expires_at and s.lease_expires_at > now]
+    if live:
+        return "waiting"  # the running step's end (or its lease lapse, via the sweeper) sends us again
+    for step_run in steps:
+        if step_run.status == StepStatus.RUNNING:
+            # Its worker died mid-step: whatever it did is undone below.
+            StepRun.objects.filter(id=step_run.id, status=StepStatus.RUNNING).update(
+                status=StepStatus.FAILED, error="The worker running this step died.", finished_at=now)
+            step_run.status = StepStatus.FAILED
+    candidate = next(
+        (s for s in steps
+         if IMPLEMENTATIONS[s.name].compensate is not None
+         and (s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED) or s.status == StepStatus.COMPENSATING)
+         and not (s.status == StepStatus.FAILED and s.attempts == 0)),
+        None,
+    )
+    if candidate is None:
+        finish_rollback(job)
+        return "finished"
+    owner = f"{worker_identity()}:{time.monotonic_ns()}"
+    with transaction.atomic():
+        claimed = StepRun.objects.filter(id=candidate.id, status=candidate.status,
+                                         lease_expires_at=candidate.lease_expires_at).update(
+            status=StepStatus.COMPENSATING, compensation_attempts=F("compensation_attempts") + 1,
+            claimed_by=owner, lease_expires_at=lease_until(now),
+        )
+        if not claimed:
+            return "raced"
+        result = record(job_id, event="step.compensating", step=candidate.name,
+                        message=f"Undoing {candidate.name}.", lease_expires_at=lease_until(now))
+        _on_commit_publish(job.tenant_id, job_id, result[0], result[1])
+    attempts = candidate.compensation_attempts + 1
+    ctx = StepContext(job_id=str(job_id), tenant=job.tenant, job_context=job.context,
+                      backend=backend_for(simulate=job.context.get("simulate")))
+    heartbeat.hold(candidate.id, job_id)
+    try:
+        IMPLEMENTATIONS[candidate.name].compensate(ctx, candidate.outputs)
+    except Exception as exc:
+        error = exc if isinstance(exc, InfraError) else TransientInfraError(f"{type(exc).__name__}: {exc}")
+        _compensation_failed(job, candidate, owner, error, attempts)
+        return "compensation-failed"
+    finally:
+        heartbeat.release(candidate.id)
+    with transaction.atomic():
+        StepRun.objects.filter(id=candidate.id, claimed_by=owner).update(
+            status=StepStatus.COMPENSATED, lease_expires_at=None)
+        result = record(job_id, event="step.compensated", step=candidate.name,
+                        message=f"{candidate.name} undone.", lease_expires_at=lease_until(now))
+        _on_commit_publish(job.tenant_id, job_id, result[0], result[1])
+        transaction.on_commit(lambda: send_compensation(job_id))
+    return "compensated"
+
+
+def _compensation_failed(job, step_run: StepRun, owner: str, error: InfraError, attempts: int) -> None:
+    now = timezone.now()
+    message = f"Undoing {step_run.name} failed: {error.describe()}"
+    with transaction.atomic():
+        if error.transient and attempts <= job.max_retries:
+            delay = backoff_seconds(attempts - 1, error.retry_after)
+            # Left COMPENSATING with its lease set to the retry time: the retry (or the sweeper) takes it then.
+            StepRun.objects.filter(id=step_run.id, claimed_by=owner).update(
+                error=message, lease_expires_at=now + timezone.timedelta(seconds=delay))
+            result = record(job.id, event="step.compensation_retry", step=step_run.name, message=message,
+                            data={"delaySeconds": round(delay, 3)}, lease_expires_at=lease_until(now, delay))
+            transaction.on_commit(lambda: send_compensation(job.id, countdown=delay + 0.05))
+        else:
+            StepRun.objects.filter(id=step_run.id, claimed_by=owner).update(
+                status=StepStatus.COMPENSATION_FAILED, error=message, lease_expires_at=None)
+            result = record(job.id, event="step.compensation_failed", step=step_run.name, message=message,
+                            lease_expires_at=lease_until(now))
+            transaction.on_commit(lambda: send_compensation(job.id))
+        _on_commit_publish(job.tenant_id, job.id, result[0], result[1])
+
+
+def finish_rollback(job: ProvisioningJob) -> bool:
+    now = timezone.now()
+    final = S.FAILED if job.status == S.ROLLING_BACK else S.CANCELLED
+    leftovers = list(StepRun.objects.filter(job_id=job.id, status=StepStatus.COMPENSATION_FAILED)
+                     .values_list("name", flat=True))
+    message = job.error_message or "Provisioning was cancelled."
+    if final == S.CANCELLED:
+        message = "Provisioning was cancelled; everything it created was removed."
+    if leftovers:
+        message += (f" Could not undo: {', '.join(leftovers)}; remove those resources by hand "
+                    f"(see the job's events), then retry.")
+    with transaction.atomic():
+        version = transition(job.id, from_=[job.status], to=final,
+                             event="job.failed" if final == S.FAILED else "job.cancelled",
+                             message=message, completed_at=now, error_message=message, lease_expires_at=None,
+                             next_retry_at=None)
+        if version is None:
+            return False
+        Tenant.objects.filter(id=job.tenant_id).update(status=TenantStatus.FAILED, error_message=message,
+                                                       updated_at=now)
+        _on_commit_publish(job.tenant_id, job.id, version, final)
+        transaction.on_commit(lambda: _notify(job.id))
+    return True
