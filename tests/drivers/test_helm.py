@@ -1,0 +1,250 @@
+"""The tenant charts and the Helm driver, through Helm's own engine (helm-python-sdk).
+
+Every chart is rendered and linted (strict) by the real Helm engine for each
+tier, and every rendered object is validated with kubernetes-validate in strict
+mode. Cluster operations are tested where they meet the cluster: the SDK against
+an unreachable API server, the CLI mode against a stand-in `helm` executable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from decimal import Decimal
+
+import kubernetes_validate
+import pytest
+
+from deploy.errors import PermanentInfraError, TransientInfraError
+from deploy.helm import HelmReleaseDriver
+from deploy.interfaces import ClusterRef
+from deploy.kubernetes import HOST_BACKENDS, KubernetesClusterDriver
+from tests.drivers.conftest import LIMIT_RANGE, QUOTAS, TIERS, make_spec
+from tests.drivers.fake_kube import KUBE_VERSION
+
+CHARTS = ("core-services", "data-services", "ingress-controller", "monitoring")
+# Which releases each tier installs (DESIGN.md: FREE uses the shared ingress and has no data services).
+TIER_CHARTS = {
+    "FREE": ("core-services", "monitoring"),
+    "PROFESSIONAL": CHARTS,
+    "ENTERPRISE": CHARTS,
+}
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return HelmReleaseDriver()
+
+
+def cpu(quantity: str) -> Decimal:
+    return Decimal(quantity[:-1]) / 1000 if quantity.endswith("m") else Decimal(quantity)
+
+
+def memory(quantity: str) -> Decimal:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return Decimal(quantity[:-2]) * factor
+    return Decimal(quantity)
+
+
+def pod_templates(objects: list[dict]):
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            yield obj["spec"].get("replicas", 1), obj["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("chart", CHARTS)
+def test_chart_renders_lints_clean_and_every_object_is_schema_valid(helm, chart, tier):
+    spec = make_spec(tier)
+
+    assert helm.lint(spec, chart) == []
+    objects = helm.render(spec, chart.split("-")[0], chart, {})
+
+    assert objects, f"{chart} rendered nothing"
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        assert obj["metadata"]["labels"]["matih.ai/tenant"] == "acme"
+        if obj["kind"] not in ("IngressClass", "ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == "tenant-acme"
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_every_container_fits_the_limit_range_and_the_tier_fits_its_quota(helm, tier):
+    spec = make_spec(tier)
+    requested_cpu = requested_memory = Decimal(0)
+    pods = 0
+    for chart in TIER_CHARTS[tier]:
+        for replicas, pod in pod_templates(helm.render(spec, chart, chart, {})):
+            pods += replicas
+            for container in pod["containers"]:
+                resources = container["resources"]
+                assert cpu(resources["limits"]["cpu"]) <= cpu(LIMIT_RANGE["max"]["cpu"])
+                assert memory(resources["limits"]["memory"]) <= memory(LIMIT_RANGE["max"]["memory"])
+                assert cpu(resources["requests"]["cpu"]) >= cpu(LIMIT_RANGE["min"]["cpu"])
+                requested_cpu += replicas * cpu(resources["requests"]["cpu"])
+                requested_memory += replicas * memory(resources["requests"]["memory"])
+
+    quota = QUOTAS[tier]
+    assert requested_cpu <= cpu(quota["requests.cpu"])
+    assert requested_memory <= memory(quota["requests.memory"])
+    assert pods <= int(quota["pods"])
+
+
+def test_ingress_backends_and_class_match_what_the_kubernetes_driver_routes_to(helm):
+    spec = make_spec("PROFESSIONAL")
+    kube = KubernetesClusterDriver()
+    services = {o["metadata"]["name"]: o for o in helm.render(spec, "core", "core-services", {})
+                if o["kind"] == "Service"}
+    for service in HOST_BACKENDS.values():
+        assert [p["port"] for p in services[service]["spec"]["ports"]] == [80]
+
+    (ingress_class,) = [o for o in helm.render(spec, "ingress", "ingress-controller", {})
+                        if o["kind"] == "IngressClass"]
+    assert ingress_class["metadata"]["name"] == kube.ingress_class(spec) == "tenant-acme"
+
+
+def test_tier_profiles_scale_the_releases(helm):
+    def replicas(tier):
+        return {o["metadata"]["name"]: o["spec"]["replicas"]
+                for o in helm.render(make_spec(tier), "core", "core-services", {}) if o["kind"] == "Deployment"}
+
+    assert set(replicas("FREE").values()) == {1}
+    assert set(replicas("PROFESSIONAL").values()) == {2}
+    assert set(replicas("ENTERPRISE").values()) == {3}
+
+
+def test_caller_values_override_chart_defaults(helm):
+    objects = helm.render(make_spec("ENTERPRISE"), "core", "core-services",
+                          {"image": {"tag": "2.1.0"}, "settings": {"sso": "okta"}})
+    images = {c["image"] for _, pod in pod_templates(objects) for c in pod["containers"]}
+    assert images == {"ghcr.io/matih/matih-api:2.1.0", "ghcr.io/matih/matih-web:2.1.0", "ghcr.io/matih/matih-bi:2.1.0"}
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert json.loads(config["data"]["settings.json"]) == {"sso": "okta"}
+
+
+def test_monitoring_ships_prometheus_rules_and_a_grafana_dashboard_per_tenant(helm):
+    import yaml
+
+    objects = {o["metadata"]["name"]: o for o in helm.render(make_spec("PROFESSIONAL"), "monitoring", "monitoring",
+                                                             {"rules": {"prometheusOperator": True}})}
+    rules = yaml.safe_load(objects["tenant-prometheus-rules"]["data"]["tenant-acme.rules.yaml"])
+    alerts = {rule["alert"]: rule for rule in rules["groups"][0]["rules"]}
+    assert set(alerts) == {"TenantPodCrashLooping", "TenantDeploymentUnavailable",
+                           "TenantQuotaNearlyExhausted", "TenantHighErrorRate"}
+    assert 'namespace="tenant-acme"' in alerts["TenantPodCrashLooping"]["expr"]
+    assert objects["tenant-prometheus-rules"]["metadata"]["labels"]["prometheus_rule"] == "1"
+
+    dashboard = json.loads(objects["tenant-grafana-dashboard"]["data"]["tenant-acme.json"])
+    assert dashboard["uid"] == "matih-tenant-acme"
+    assert all('namespace="tenant-acme"' in p["targets"][0]["expr"] for p in dashboard["panels"])
+    assert objects["tenant-grafana-dashboard"]["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+    # With the Prometheus Operator, the same groups as a PrometheusRule (a CRD: no
+    # built-in schema to validate against, so its content is compared instead).
+    operator_rule = objects["tenant-rules"]
+    assert operator_rule["kind"] == "PrometheusRule"
+    assert operator_rule["spec"] == rules
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        kubernetes_validate.validate(operator_rule, KUBE_VERSION, strict=True)
+
+
+def test_unknown_tier_fails_the_values_schema_in_lint_and_render(helm):
+    spec = make_spec("FREE")
+    broken = {"tenant": {"tier": "PLATINUM"}}
+    for chart in CHARTS:  # values.schema.json of every chart
+        assert any("/tenant/tier" in finding for finding in helm.lint(spec, chart, broken))
+        with pytest.raises(PermanentInfraError) as caught:
+            helm.render(spec, "release", chart, broken)
+        assert "value must be one of 'FREE', 'PROFESSIONAL', 'ENTERPRISE'" in caught.value.provider_message
+
+
+def test_unknown_chart_is_permanent(helm):
+    with pytest.raises(PermanentInfraError):
+        helm.render(make_spec(), "x", "no-such-chart", {})
+
+
+# --- releases -------------------------------------------------------------------------
+
+def test_install_on_an_unreachable_cluster_is_transient():
+    driver = HelmReleaseDriver(default_cluster=ClusterRef("gone", "http://127.0.0.1:9"), timeout=5)
+    with pytest.raises(TransientInfraError) as caught:
+        driver.install(make_spec(), "core", "core-services", {})
+    assert "connection refused" in caught.value.provider_message
+    with pytest.raises(TransientInfraError):
+        driver.uninstall(make_spec(), "core")
+
+
+STAND_IN_HELM = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["HELM_STAND_IN_LOG"], "a") as log:
+    values = json.load(open(args[args.index("--values") + 1])) if "--values" in args else None
+    log.write(json.dumps({{"args": args, "values": values}}) + "\\n")
+failure = os.environ.get("HELM_STAND_IN_FAIL")
+if failure:
+    sys.stderr.write(failure + "\\n")
+    sys.exit(1)
+if args[0] == "upgrade":
+    print(json.dumps({{"name": args[1], "version": 3, "info": {{"status": "deployed"}},
+                      "chart": {{"metadata": {{"version": "0.1.0"}}}}}}))
+"""
+
+
+@pytest.fixture
+def stand_in_helm(tmp_path, monkeypatch):
+    binary = tmp_path / "helm"
+    binary.write_text(STAND_IN_HELM.format(python=sys.executable))
+    binary.chmod(binary.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("HELM_STAND_IN_LOG", str(log))
+
+    def calls():
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return str(binary), calls
+
+
+def test_cli_mode_runs_upgrade_install_with_the_tenant_values(stand_in_helm, tmp_path):
+    binary, calls = stand_in_helm
+    kubeconfig = tmp_path / "kubeconfig"
+    spec = make_spec("ENTERPRISE", cluster=ClusterRef("aks-acme", credentials_ref=str(kubeconfig)))
+    driver = HelmReleaseDriver(mode="cli", helm_bin=binary, timeout=300)
+
+    result = driver.install(spec, "core", "core-services", {"image": {"tag": "2.0.0"}})
+    driver.uninstall(spec, "core")
+
+    assert result == {"release": "core", "namespace": "tenant-acme", "chart": "core-services",
+                      "revision": 3, "status": "deployed", "chartVersion": "0.1.0"}
+    install, uninstall = calls()
+    args = install["args"]
+    assert args[:4] == ["upgrade", "core", driver.chart_path("core-services").as_posix(), "--install"]
+    assert args[args.index("--namespace") + 1] == "tenant-acme"
+    assert args[args.index("--kubeconfig") + 1] == str(kubeconfig)
+    assert args[args.index("--timeout") + 1] == "300s" and "--wait" in args
+    assert install["values"]["tenant"] == {"id": spec.tenant_id, "slug": "acme", "tier": "ENTERPRISE",
+                                           "domain": "acme.matih.ai"}
+    assert install["values"]["image"] == {"tag": "2.0.0"}
+    assert uninstall["args"][:2] == ["uninstall", "core"] and "--ignore-not-found" in uninstall["args"]
+
+
+@pytest.mark.parametrize("stderr,error", [
+    ("Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress", TransientInfraError),
+    ("Error: context deadline exceeded", TransientInfraError),
+    ("Error: INSTALLATION FAILED: chart requires kubeVersion: >=1.99.0", PermanentInfraError),
+])
+def test_cli_failures_are_classified(stand_in_helm, monkeypatch, stderr, error):
+    binary, _ = stand_in_helm
+    monkeypatch.setenv("HELM_STAND_IN_FAIL", stderr)
+    driver = HelmReleaseDriver(mode="cli", helm_bin=binary)
+    with pytest.raises(error) as caught:
+        driver.install(make_spec(), "core", "core-services", {})
+    assert stderr in caught.value.provider_message
+
+
+def test_cli_mode_without_a_binary_is_permanent(tmp_path):
+    driver = HelmReleaseDriver(mode="cli", helm_bin=os.fspath(tmp_path / "absent-helm"))
+    with pytest.raises(PermanentInfraError):
+        driver.install(make_spec(), "core", "core-services", {})
