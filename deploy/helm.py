@@ -5,9 +5,12 @@ import name `helm_python`, Helm SDK v4) or, with mode="cli", through a `helm`
 binary. Rendering and linting always use the in-process engine: they need no
 cluster, and it is the same engine either way.
 
-Every chart receives a `tenant` block built from the TenantSpec (id, slug, tier,
-domain); the caller's values are merged over it. The charts choose their
-per-tier profile (`.Values.tiers[tenant.tier]`) themselves.
+Values, lowest precedence first: the chart's values.yaml; `platform_values`
+(settings of the whole platform, e.g. the data-plane PostgreSQL host); the
+`tenant` block built from the TenantSpec (id, slug, tier, domain); the caller's
+values; and last the caller's `custom` block (the tenant's own configuration of
+that chart), merged over the top. The charts choose their per-tier profile
+(`.Values.tiers[tenant.tier]`) themselves and check `tenant` with values.schema.json.
 
 `install` is `upgrade --install` made safe to repeat:
 1. no release yet                  -> install
@@ -93,7 +96,8 @@ class HelmReleaseDriver:
 
     def __init__(self, charts_dir: str | os.PathLike = CHARTS_DIR, *, default_cluster: ClusterRef | None = None,
                  mode: str = "sdk", helm_bin: str = "helm", timeout: int = 300, wait: bool = True,
-                 storage_driver: str = "secret", kube_version: str = "v1.33.0"):
+                 storage_driver: str = "secret", kube_version: str = "v1.33.0",
+                 platform_values: dict | None = None):
         if mode not in ("sdk", "cli"):
             raise ValueError(f"MATIH_HELM_MODE must be 'sdk' or 'cli', not {mode!r}")
         self.charts_dir = Path(charts_dir)
@@ -104,6 +108,7 @@ class HelmReleaseDriver:
         self.wait = wait
         self.storage_driver = storage_driver
         self.kube_version = kube_version
+        self.platform_values = platform_values or {}
 
     # --- charts and values ----------------------------------------------------------
 
@@ -119,7 +124,10 @@ class HelmReleaseDriver:
                            "domain": spec.dns_zone}}
 
     def values_for(self, spec: TenantSpec, values: dict | None) -> dict:
-        return deep_merge(self.tenant_values(spec), values or {})
+        values = dict(values or {})
+        custom = values.pop("custom", None) or {}
+        merged = deep_merge(self.platform_values, self.tenant_values(spec))
+        return deep_merge(deep_merge(merged, values), custom)
 
     def chart_info(self, chart: str) -> dict:
         """Addition to the interface: name, version and default values of a chart (for plans)."""

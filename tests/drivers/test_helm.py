@@ -116,13 +116,26 @@ def test_tier_profiles_scale_the_releases(helm):
     assert set(replicas("ENTERPRISE").values()) == {3}
 
 
-def test_caller_values_override_chart_defaults(helm):
-    objects = helm.render(make_spec("ENTERPRISE"), "core", "core-services",
-                          {"image": {"tag": "2.1.0"}, "settings": {"sso": "okta"}})
+def test_values_layer_platform_tenant_caller_and_custom_config():
+    helm = HelmReleaseDriver(platform_values={"database": {"host": "pg.data.internal"}, "image": {"tag": "1.5.0"}})
+    spec = make_spec("ENTERPRISE")
+    # What the step layer passes: the tenant block, the hosts, and the tenant's custom configuration.
+    values = {"tenant": {"slug": "acme", "tier": "ENTERPRISE", "id": spec.tenant_id}, "hosts": spec.hosts,
+              "custom": {"image": {"tag": "2.1.0"}, "settings": {"sso": "okta"}}}
+
+    objects = helm.render(spec, "acme-core", "core-services", values)
+
     images = {c["image"] for _, pod in pod_templates(objects) for c in pod["containers"]}
     assert images == {"ghcr.io/matih/matih-api:2.1.0", "ghcr.io/matih/matih-web:2.1.0", "ghcr.io/matih/matih-bi:2.1.0"}
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
     assert json.loads(config["data"]["settings.json"]) == {"sso": "okta"}
+    env = {e["name"]: e for _, pod in pod_templates(objects) for e in pod["containers"][0]["env"]}
+    assert env["PGHOST"]["value"] == "pg.data.internal"
+    # The database credentials come from the Secret SETUP_DATABASE writes, by the keys it writes.
+    assert {env[name]["valueFrom"]["secretKeyRef"]["key"] for name in ("PGUSER", "PGPASSWORD", "PGDATABASE",
+                                                                        "MATIH_DB_SCHEMA")} == {
+        "username", "password", "database", "schema"}
+    assert {env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"]} == {"tenant-database"}
 
 
 def test_monitoring_ships_prometheus_rules_and_a_grafana_dashboard_per_tenant(helm):
