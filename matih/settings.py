@@ -185,6 +185,7 @@ MATIH_WEBHOOK_BACKOFF = [float(x) for x in env_list("MATIH_WEBHOOK_BACKOFF", "1,
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MATIH_MAX_BODY_BYTES, 2621440)
 
 EMAIL_BACKEND = os.environ.get("MATIH_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = os.environ.get("MATIH_EMAIL_FILE_PATH", str(BASE_DIR / ".matih" / "mail"))
 DEFAULT_FROM_EMAIL = os.environ.get("MATIH_FROM_EMAIL", "provisioning@matih.local")
 
 # --- REST framework -----------------------------------------------------------------

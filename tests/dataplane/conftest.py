@@ -90,7 +90,8 @@ def worker_env() -> dict:
     env["DATABASE_URL"] = database_url_of(settings.DATABASES["default"])
     env["REDIS_URL"] = settings.REDIS_URL
     env["MATIH_CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    env["MATIH_EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
+    env["MATIH_EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
+    env["MATIH_EMAIL_FILE_PATH"] = str(ROOT / "test-output" / "mail")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
