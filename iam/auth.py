@@ -29,7 +29,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, raw = header.partition(" ")
-        if scheme != self.keyword or not raw.strip():
+        if scheme.lower() != self.keyword.lower() or not raw.strip():  # schemes are case-insensitive (RFC 9110)
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
         api_key = api_key_from_raw(raw.strip())
         if api_key is None:

@@ -7,24 +7,89 @@ Every error answer has one shape:
 from __future__ import annotations
 
 import json
+import logging
+import math
 
 from django.conf import settings
+from django.db import DatabaseError, OperationalError
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+log = logging.getLogger("matih.api")
+
+# Deeper JSON than this is refused: no setting needs it, and Python's recursion
+# limit and PostgreSQL's jsonb would fail on far less than the body limit allows.
+MAX_JSON_DEPTH = 32
 
 
 class BodyError(exceptions.ParseError):
-    """A request body that cannot be read: too large, not JSON, not an object."""
+    """A request body that cannot be read: too large, not JSON, not an object, unstorable text."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, field: str = "body"):
         super().__init__(detail=reason)
         self.reason = reason
+        self.field = field
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
+def _storable_text_problem(text: str) -> str | None:
+    """Why PostgreSQL could not store this string, or None."""
+    if "\x00" in text:
+        return "Null characters (\\u0000) are not allowed."
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "Unpaired UTF-16 surrogates are not allowed."
+    return None
+
+
+def check_storable(data) -> None:
+    """Refuse JSON that parses but that the database cannot hold, naming where it is.
+
+    1. Walk the document iteratively (never recursively: depth is what is checked).
+    2. Any container deeper than MAX_JSON_DEPTH is refused, named by its top-level field.
+    3. Any key or string with NUL or an unpaired surrogate is refused, named by its path.
+    """
+    stack = [("", data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, str):
+            problem = _storable_text_problem(value)
+            if problem:
+                raise BodyError(problem, field=path or "body")
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                top = path.split(".", 1)[0].split("[", 1)[0]
+                raise BodyError(f"Nested more than {MAX_JSON_DEPTH} levels deep.", field=top or "body")
+            if isinstance(value, dict):
+                for key, inner in value.items():
+                    problem = _storable_text_problem(key)
+                    if problem:
+                        raise BodyError(problem, field=path or "body")
+                    stack.append((f"{path}.{key}" if path else key, inner, depth + 1))
+            else:
+                stack.extend((f"{path}[{index}]", inner, depth + 1) for index, inner in enumerate(value))
 
 
 class BoundedJSONParser(BaseParser):
+    """JSON bodies up to MATIH_MAX_BODY_BYTES, strict (no NaN or Infinity), storable as they are."""
+
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
@@ -37,9 +102,12 @@ class BoundedJSONParser(BaseParser):
         if len(raw) > limit:
             raise BodyError(f"The body is larger than {limit} bytes.")
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError:
+            raise BodyError(f"The body is not valid JSON: nested more than {MAX_JSON_DEPTH} levels deep.") from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise BodyError(f"The body is not valid JSON: {exc}.") from None
+        check_storable(data)
         return data
 
 
@@ -63,8 +131,10 @@ def _flatten(errors) -> dict:
     def walk(prefix: str, value) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
-                name = key if not prefix else f"{prefix}.{key}"
-                walk("body" if name == "non_field_errors" else name, inner)
+                if key == "non_field_errors":  # a nested object's own errors belong to its field
+                    walk(prefix or "body", inner)
+                else:
+                    walk(f"{prefix}.{key}" if prefix else key, inner)
         elif isinstance(value, list) and value and all(isinstance(v, (str, exceptions.ErrorDetail)) for v in value):
             flat.setdefault(prefix or "body", []).extend(str(v) for v in value)
         elif isinstance(value, list):
@@ -79,14 +149,16 @@ def _flatten(errors) -> dict:
 
 def exception_handler(exc, context):
     if isinstance(exc, BodyError):
-        return error_response("invalid_request", exc.reason, status.HTTP_400_BAD_REQUEST, {"body": [exc.reason]})
+        return error_response(
+            "invalid_request", f"{exc.field}: {exc.reason}", status.HTTP_400_BAD_REQUEST, {exc.field: [exc.reason]}
+        )
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         summary = "; ".join(f"{name}: {reasons[0]}" for name, reasons in fields.items())
         return error_response("invalid_request", summary, status.HTTP_400_BAD_REQUEST, fields)
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        return _unexpected_error(exc, context)
     codes = {
         401: "unauthenticated",
         403: "forbidden",
@@ -99,3 +171,37 @@ def exception_handler(exc, context):
     detail = response.data.get("detail", "") if isinstance(response.data, dict) else str(response.data)
     response.data = {"error": codes.get(response.status_code, "error"), "detail": str(detail)}
     return response
+
+
+def _unexpected_error(exc, context):
+    """Anything not an API error still answers in the error shape; the traceback goes to the log.
+
+    A database that is unreachable, or a transaction that lost its serialization
+    retries, is 503: the client may try again. Anything else is a 500. With
+    MATIH_DEBUG the exception propagates to Django's debug page instead.
+    """
+    if settings.DEBUG:
+        return None
+    set_rollback()
+    view = context.get("view")
+    log.error("unhandled error in %s", type(view).__name__ if view else "a view", exc_info=exc)
+    if isinstance(exc, OperationalError):
+        return error_response(
+            "unavailable", "The database is busy or unreachable; try again shortly.",
+            status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"},
+        )
+    kind = "database" if isinstance(exc, DatabaseError) else "server"
+    return error_response(
+        "internal_error", f"An unexpected {kind} error occurred; it has been logged with this request's id.",
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Describes iam.auth.ApiKeyAuthentication in the OpenAPI schema (and the docs' Authorize button)."""
+
+    target_class = "iam.auth.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A MATIH API key: `Authorization: Bearer mk_…`"}

@@ -1,12 +1,15 @@
 """HTTP for tenants: thin views over tenants.services and tenants.selectors."""
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from matih.api import error_response
@@ -15,6 +18,7 @@ from tenants.serializers import RegistrationResponseSerializer, TenantRegistrati
 from tenants.services import Idempotency, IdempotencyConflict, Registration, SlugTaken, register_tenant
 
 MAX_IDEMPOTENCY_KEY = 255
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_IDEMPOTENCY_KEY)
 
 
 def is_operator(request) -> bool:
@@ -25,25 +29,42 @@ def is_operator(request) -> bool:
 
 
 class CanRegister(permissions.BasePermission):
+    """Reading needs a key; registering needs an operator key, or nothing at all with open signup."""
+
     message = "Registering tenants needs an operator API key."
 
     def has_permission(self, request, view) -> bool:
         if request.method != "POST":
             return request.user is not None and request.user.is_authenticated
-        if settings.MATIH_OPEN_SIGNUP and request.auth is None:
-            return True
-        return is_operator(request)
+        return settings.MATIH_OPEN_SIGNUP or is_operator(request)
 
 
-class SignupThrottle(AnonRateThrottle):
-    """Throttles anonymous registrations (open signup); operators are not throttled."""
+class SignupThrottle(SimpleRateThrottle):
+    """Throttles registrations by anyone but an operator (open signup), per client address.
+
+    The rate is read from settings.MATIH_SIGNUP_RATE on every request, not frozen
+    at import time as DRF's DEFAULT_THROTTLE_RATES would be.
+    """
 
     scope = "signup"
 
+    def get_rate(self) -> str:
+        return settings.MATIH_SIGNUP_RATE
+
     def allow_request(self, request, view) -> bool:
-        if request.method != "POST" or request.auth is not None:
+        if request.method != "POST" or is_operator(request):
             return True
         return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def get_ident(self, request) -> str:
+        # Without NUM_PROXIES, DRF trusts any client's X-Forwarded-For: one header per
+        # request would dodge the throttle. Behind a proxy, set REST_FRAMEWORK NUM_PROXIES.
+        if api_settings.NUM_PROXIES is None:
+            return request.META.get("REMOTE_ADDR", "")
+        return super().get_ident(request)
 
 
 def render_registration(registration: Registration) -> dict:
@@ -68,10 +89,11 @@ class TenantListCreate(ListAPIView):
     )
     def post(self, request):
         idempotency_key = request.headers.get("Idempotency-Key")
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
+        if idempotency_key is not None and not IDEMPOTENCY_KEY_PATTERN.fullmatch(idempotency_key):
+            reason = f"Must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces."
             return error_response(
-                "invalid_request", "Idempotency-Key must be 1-255 characters.", status.HTTP_400_BAD_REQUEST,
-                {"Idempotency-Key": ["Must be 1-255 characters."]},
+                "invalid_request", f"Idempotency-Key: {reason}", status.HTTP_400_BAD_REQUEST,
+                {"Idempotency-Key": [reason]},
             )
         operator = is_operator(request)
         serializer = TenantRegistrationSerializer(data=request.data, context={"is_operator": operator})

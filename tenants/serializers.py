@@ -8,6 +8,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from billing.models import Tier
+from iam.models import User
 from provisioning.plans import ALL_STEP_NAMES
 from tenants.models import Tenant
 
@@ -39,6 +40,11 @@ class StrictEmailField(serializers.EmailField):
 
 class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not know, naming each."""
+
+    def validate_empty_values(self, data):
+        if data is None and self.parent is None:  # a body of `null`
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        return super().validate_empty_values(data)
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
@@ -86,7 +92,8 @@ class TenantRegistrationSerializer(StrictSerializer):
         error_messages={"invalid_choice": f"Must be one of {', '.join(Tier.values)}."},
     )
     region = StrictCharField(max_length=32)
-    adminEmail = StrictEmailField(max_length=254)
+    # Not RFC 5321's 254: the admin user's username is the email, and usernames hold 150.
+    adminEmail = StrictEmailField(max_length=User._meta.get_field("username").max_length)
     settings = serializers.DictField(required=False)
     servicePrincipal = ServicePrincipalSerializer(required=False)
     simulate = SimulateSerializer(required=False)
