@@ -39,3 +39,20 @@ def make_spec(tier: str = "PROFESSIONAL", slug: str = "acme", *, parent: str = "
 @pytest.fixture
 def spec() -> TenantSpec:
     return make_spec()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    from django.conf import settings
+
+    return settings.REDIS_URL
+
+
+@pytest.fixture
+def lock_key(redis_url):
+    """A key of this test alone; deleted afterwards (never FLUSHALL a shared Redis)."""
+    import redis
+
+    key = f"matih-test:lock:{uuid.uuid4().hex}"
+    yield key
+    redis.Redis.from_url(redis_url).delete(key)
