@@ -61,10 +61,17 @@ MATIH_TERRAFORM_WORKDIR = _env("MATIH_TERRAFORM_WORKDIR", str(_BASE_DIR / ".mati
 MATIH_TERRAFORM_TIMEOUT = int(_env("MATIH_TERRAFORM_TIMEOUT", "3000"))
 MATIH_TERRAFORM_LOCK_TTL = int(_env("MATIH_TERRAFORM_LOCK_TTL", "120"))
 MATIH_TERRAFORM_LOCK_WAIT = float(_env("MATIH_TERRAFORM_LOCK_WAIT", "60"))
+# The subscription dedicated clusters go to when the tenant's configuration names none.
+MATIH_TERRAFORM_SUBSCRIPTION_ID = _env("MATIH_TERRAFORM_SUBSCRIPTION_ID", "")
 
 # --- Data-plane PostgreSQL -----------------------------------------------------------
 # Empty: the control plane's own DATABASE_URL (resolved in deploy.real).
 MATIH_DATAPLANE_DATABASE_URL = _env("MATIH_DATAPLANE_DATABASE_URL", "")
+
+# --- Observability (the platform's collectors the tenant pipelines ship to) -------------------------
+MATIH_OTEL_ENDPOINT = _env("MATIH_OTEL_ENDPOINT", "otel-collector.monitoring.svc:4317")
+MATIH_LOG_HOST = _env("MATIH_LOG_HOST", "logs.monitoring.svc")
+MATIH_LOG_PORT = int(_env("MATIH_LOG_PORT", "9200"))
 
 # --- Verification ---------------------------------------------------------------------
 MATIH_VERIFY_TIMEOUT = float(_env("MATIH_VERIFY_TIMEOUT", "10"))

@@ -114,15 +114,24 @@ class TerraformCliDriver:
 
     def __init__(self, *, module_dir: str | os.PathLike = MODULE_DIR, workdir: str | os.PathLike,
                  binary: str = "", lock=None, lock_ttl: float = 120, lock_wait: float = 60,
-                 timeout: float = 3000, env: dict[str, str] | None = None):
+                 timeout: float = 3000, env: dict[str, str] | None = None,
+                 default_variables: dict | None = None):
         self.module_dir = Path(module_dir)
         self.workdir = Path(workdir)
-        self.binary = find_terraform(binary)
+        self._binary = binary
+        self.default_variables = dict(default_variables or {})
         self.lock = lock
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
         self.timeout = timeout
         self.env = dict(env or {})
+
+    @property
+    def binary(self) -> str:
+        """Resolved on first use: a platform without ENTERPRISE tenants needs no terraform."""
+        if not self._binary:
+            self._binary = find_terraform("")
+        return self._binary
 
     # --- names and files --------------------------------------------------------------
 
@@ -137,10 +146,11 @@ class TerraformCliDriver:
         return f"matih:terraform-apply:{self.workspace(spec)}"
 
     def tfvars(self, spec: TenantSpec, variables: dict) -> dict:
-        """The module's declared variables: from the spec where it names them, then the caller's."""
+        """The module's declared variables: the driver's defaults, the spec's, then the caller's."""
         declared = read_variables(self.module_dir)
         from_spec = {"tenant_slug": spec.slug, "tenant_id": spec.tenant_id, "location": spec.region}
-        values = {k: v for k, v in {**from_spec, **(variables or {})}.items() if k in declared}
+        chosen = {**self.default_variables, **from_spec, **(variables or {})}
+        values = {k: v for k, v in chosen.items() if k in declared}
         ignored = sorted(set(variables or {}) - set(declared))
         if ignored:
             logger.warning("terraform variables not declared by the module, ignored: %s", ", ".join(ignored))

@@ -247,3 +247,8 @@ LOGGING = {
         "pgserver": {"level": "WARNING"},
     },
 }
+
+# --- Real infrastructure drivers (MATIH_INFRA_BACKEND=azure) ---------------------------------
+# Kubernetes, Helm, Azure, Terraform and data-plane settings, each read from the environment
+# with a safe default; the list and their meaning are in deploy/settings.py.
+from deploy.settings import *  # noqa: E402,F401,F403

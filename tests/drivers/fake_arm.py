@@ -44,7 +44,9 @@ def self_signed_certificate(directory: Path, names: tuple[str, ...] = ("127.0.0.
                             stem: str = "arm-stub") -> tuple[Path, Path]:
     """A self-signed certificate for `names` (IP addresses or DNS names) and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    # A distinct subject per stub: OpenSSL finds a trusted certificate by subject,
+    # so two stubs in one CA bundle must not share one.
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{stem} {names[0]}")])
     alternatives = []
     for name in names:
         try:

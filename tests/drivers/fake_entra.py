@@ -23,7 +23,7 @@ class FakeEntra(ThreadingHTTPServer):
 
     def __init__(self, directory: Path, *, tenant_id: str, client_id: str, client_secret: str):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.cert_path, key_path = self_signed_certificate(directory)
+        self.cert_path, key_path = self_signed_certificate(directory, stem="entra-stub")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert_path, key_path)
         self.socket = context.wrap_socket(self.socket, server_side=True)
