@@ -1,0 +1,8 @@
+from django.urls import path
+
+from provisioning.consumers import DashboardConsumer, TenantStatusConsumer
+
+websocket_urlpatterns = [
+    path("ws/tenants/<uuid:tenant_id>/provisioning/", TenantStatusConsumer.as_asgi()),
+    path("ws/provisioning/", DashboardConsumer.as_asgi()),
+]
