@@ -136,10 +136,13 @@ CACHES = {
     }
 }
 
+# redis-py 8 times reads out after 5 s by default, exactly channels-redis's blocking
+# BZPOPMIN wait (brpop_timeout = 5): every idle receive would fail. Give reads room.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("MATIH_CHANNEL_PREFIX", "matih")},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                   "prefix": os.environ.get("MATIH_CHANNEL_PREFIX", "matih")},
     }
 }
 
