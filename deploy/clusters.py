@@ -1,43 +1,57 @@
 """The cluster inventory: which cluster a tenant lands on."""
 from __future__ import annotations
 
-from django.db import transaction
-from django.db.models import Count
+from django.db import connection, transaction
 
 from deploy.errors import TransientInfraError
 from deploy.models import Cluster, ClusterSlot
+
+
+SLOT_TABLE = ClusterSlot._meta.db_table
+CLUSTER_TABLE = Cluster._meta.db_table
+
+ALLOCATE_SQL = f"""
+WITH existing AS (
+    SELECT cluster_id FROM {SLOT_TABLE} WHERE tenant_key = %(key)s
+), chosen AS (
+    SELECT c.id FROM {CLUSTER_TABLE} c
+    WHERE NOT EXISTS (SELECT 1 FROM existing)
+      AND c.region = %(region)s AND c.kind = 'SHARED' AND c.enabled
+      AND (SELECT count(*) FROM {SLOT_TABLE} s WHERE s.cluster_id = c.id) < c.capacity
+    ORDER BY (SELECT count(*) FROM {SLOT_TABLE} s WHERE s.cluster_id = c.id)::float / c.capacity, c.id
+    LIMIT 1
+), inserted AS (
+    INSERT INTO {SLOT_TABLE} (cluster_id, tenant_key, created_at)
+    SELECT id, %(key)s, now() FROM chosen
+    RETURNING cluster_id
+), slot AS (
+    SELECT cluster_id FROM existing UNION ALL SELECT cluster_id FROM inserted
+)
+SELECT c.id, c.name, c.region, c.kind, c.api_endpoint, c.credentials_ref, c.ingress_ip, c.capacity, c.enabled
+FROM slot JOIN {CLUSTER_TABLE} c ON c.id = slot.cluster_id
+"""
 
 
 def allocate_shared_slot(*, region: str, tenant_key: str) -> Cluster:
     """The least loaded enabled shared cluster of the region with room left; idempotent per tenant.
 
     1. A tenant that already holds a slot keeps it (a redelivered step repeats nothing).
-    2. Lock the region's shared clusters so two tenants cannot both take the last slot.
-    3. None with room is transient: capacity is added by operators, not by retrying harder.
+    2. Allocations in one region take turns (a transaction-scoped advisory lock), so two
+       tenants cannot both take a cluster's last slot.
+    3. None with room is transient: capacity is added by operators, and the job retries.
     """
-    existing = ClusterSlot.objects.select_related("cluster").filter(tenant_key=tenant_key).first()
-    if existing is not None:
-        return existing.cluster
-    with transaction.atomic():
-        candidates = list(
-            Cluster.objects.select_for_update()
-            .filter(region=region, kind=Cluster.Kind.SHARED, enabled=True)
-            .order_by("id")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"matih:cluster-slots:{region}"])
+        cursor.execute(ALLOCATE_SQL, {"key": tenant_key, "region": region})
+        row = cursor.fetchone()
+    if row is None:
+        raise TransientInfraError(
+            f"No shared cluster in {region} has room for another tenant.",
+            hint="Add a shared cluster for this region (admin: Infrastructure > Clusters) "
+                 "or raise a cluster's capacity; the job retries on its own.",
         )
-        loads = dict(
-            Cluster.objects.filter(id__in=[c.id for c in candidates])
-            .annotate(load=Count("slots")).values_list("id", "load")
-        )
-        with_room = [c for c in candidates if loads.get(c.id, 0) < c.capacity]
-        if not with_room:
-            raise TransientInfraError(
-                f"No shared cluster in {region} has room for another tenant.",
-                hint="Add a shared cluster for this region (admin: Infrastructure > Clusters) "
-                     "or raise a cluster's capacity; the job retries on its own.",
-            )
-        cluster = min(with_room, key=lambda c: (loads.get(c.id, 0) / c.capacity, c.id))
-        ClusterSlot.objects.get_or_create(tenant_key=tenant_key, defaults={"cluster": cluster})
-    return ClusterSlot.objects.select_related("cluster").get(tenant_key=tenant_key).cluster
+    fields = ["id", "name", "region", "kind", "api_endpoint", "credentials_ref", "ingress_ip", "capacity", "enabled"]
+    return Cluster(**dict(zip(fields, row)))
 
 
 def release_slot(*, tenant_key: str) -> None:

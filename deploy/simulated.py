@@ -22,11 +22,17 @@ from deploy.models import SimulatedResource
 SIMULATED_INGRESS_IP = "203.0.113.10"  # TEST-NET-3: never routable
 
 
-def _ensure(kind: str, name: str, owner: str, data: dict | None = None) -> dict:
-    resource, _ = SimulatedResource.objects.get_or_create(
-        kind=kind, name=name, defaults={"owner": owner, "data": data or {}}
+def _ensure_all(owner: str, resources: list[tuple[str, str, dict | None]]) -> list[dict]:
+    """Create-or-get by (kind, name), in one statement (INSERT ... ON CONFLICT DO NOTHING)."""
+    SimulatedResource.objects.bulk_create(
+        [SimulatedResource(kind=kind, name=name, owner=owner, data=data or {}) for kind, name, data in resources],
+        ignore_conflicts=True,
     )
-    return {"kind": kind, "name": name, "id": resource.id}
+    return [{"kind": kind, "name": name} for kind, name, _ in resources]
+
+
+def _ensure(kind: str, name: str, owner: str, data: dict | None = None) -> dict:
+    return _ensure_all(owner, [(kind, name, data)])[0]
 
 
 def _delete(kind: str, name: str) -> None:
@@ -74,9 +80,11 @@ class SimulatedCloud:
 
     # --- kubernetes --------------------------------------------------------------------------
     def ensure_namespace(self, spec: TenantSpec) -> dict:
-        _ensure("ServiceAccount", f"{spec.namespace}/tenant-admin", spec.slug)
-        _ensure("RoleBinding", f"{spec.namespace}/tenant-admin", spec.slug)
-        return _ensure("Namespace", spec.namespace, spec.slug, {"labels": spec.labels})
+        return _ensure_all(spec.slug, [
+            ("Namespace", spec.namespace, {"labels": spec.labels}),
+            ("ServiceAccount", f"{spec.namespace}/tenant-admin", None),
+            ("RoleBinding", f"{spec.namespace}/tenant-admin", None),
+        ])[0]
 
     def delete_namespace(self, spec: TenantSpec) -> None:
         # Deleting a namespace deletes everything in it, as in Kubernetes.
@@ -84,8 +92,10 @@ class SimulatedCloud:
         _delete("Namespace", spec.namespace)
 
     def ensure_quotas(self, spec: TenantSpec) -> dict:
-        _ensure("LimitRange", f"{spec.namespace}/tenant-limits", spec.slug, spec.limit_range)
-        return _ensure("ResourceQuota", f"{spec.namespace}/tenant-quota", spec.slug, spec.quota)
+        return _ensure_all(spec.slug, [
+            ("ResourceQuota", f"{spec.namespace}/tenant-quota", spec.quota),
+            ("LimitRange", f"{spec.namespace}/tenant-limits", spec.limit_range),
+        ])[0]
 
     def delete_quotas(self, spec: TenantSpec) -> None:
         _delete("ResourceQuota", f"{spec.namespace}/tenant-quota")
@@ -93,8 +103,7 @@ class SimulatedCloud:
 
     def ensure_network_policies(self, spec: TenantSpec) -> dict:
         names = ["default-deny", "allow-same-namespace", "allow-ingress-controller", "allow-monitoring"]
-        for name in names:
-            _ensure("NetworkPolicy", f"{spec.namespace}/{name}", spec.slug)
+        _ensure_all(spec.slug, [("NetworkPolicy", f"{spec.namespace}/{name}", None) for name in names])
         return {"networkPolicies": names}
 
     def delete_network_policies(self, spec: TenantSpec) -> None:
@@ -132,10 +141,11 @@ class SimulatedCloud:
 
     # --- dns ---------------------------------------------------------------------------------------
     def ensure_zone(self, spec: TenantSpec, ingress_ip: str) -> dict:
-        zone = _ensure("DnsZone", spec.dns_zone, spec.slug)
-        _ensure("DnsDelegation", f"{spec.parent_zone}/NS/{spec.slug}", spec.slug)
-        for label in ("@", "*", "api", "bi"):
-            _ensure("DnsRecord", f"{spec.dns_zone}/A/{label}", spec.slug, {"ip": ingress_ip})
+        zone = _ensure_all(spec.slug, [
+            ("DnsZone", spec.dns_zone, None),
+            ("DnsDelegation", f"{spec.parent_zone}/NS/{spec.slug}", None),
+            *[("DnsRecord", f"{spec.dns_zone}/A/{label}", {"ip": ingress_ip}) for label in ("@", "*", "api", "bi")],
+        ])[0]
         return {**zone, "nameServers": [f"ns{i}-sim.azure-dns.example" for i in (1, 2, 3, 4)]}
 
     def delete_zone(self, spec: TenantSpec) -> None:
@@ -149,8 +159,8 @@ class SimulatedCloud:
     # --- terraform and its lock ------------------------------------------------------------------------
     def apply(self, spec: TenantSpec, variables: dict) -> dict:
         name = f"aks-{spec.slug}"
-        _ensure("TerraformWorkspace", f"tenant-{spec.slug}", spec.slug, {"variables": sorted(variables)})
-        _ensure("AksCluster", name, spec.slug, {"region": spec.region})
+        _ensure_all(spec.slug, [("TerraformWorkspace", f"tenant-{spec.slug}", {"variables": sorted(variables)}),
+                                ("AksCluster", name, {"region": spec.region})])
         return {
             "cluster_name": name,
             "api_endpoint": f"https://{name}.hcp.{spec.region}.azmk8s.example:443",
@@ -183,8 +193,7 @@ class SimulatedCloud:
     # --- database ----------------------------------------------------------------------------------------
     def ensure_tenant_database(self, spec: TenantSpec) -> dict:
         schema = f"tenant_{spec.slug.replace('-', '_')}"
-        _ensure("DatabaseRole", schema, spec.slug)
-        _ensure("DatabaseSchema", schema, spec.slug)
+        _ensure_all(spec.slug, [("DatabaseRole", schema, None), ("DatabaseSchema", schema, None)])
         return {"schema": schema, "role": schema, "database": "matih_data", "password": secrets.token_urlsafe(24)}
 
     def drop_tenant_database(self, spec: TenantSpec) -> None:
@@ -201,8 +210,8 @@ class SimulatedCloud:
         return {"clientId": client_id, "subscriptionId": subscription_id}
 
     def ensure_pipelines(self, spec: TenantSpec) -> dict:
-        _ensure("LogPipeline", f"{spec.namespace}/logs", spec.slug)
-        return _ensure("TracePipeline", f"{spec.namespace}/traces", spec.slug)
+        return _ensure_all(spec.slug, [("LogPipeline", f"{spec.namespace}/logs", None),
+                                       ("TracePipeline", f"{spec.namespace}/traces", None)])[1]
 
     def delete_pipelines(self, spec: TenantSpec) -> None:
         _delete("LogPipeline", f"{spec.namespace}/logs")

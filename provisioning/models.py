@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -58,8 +59,9 @@ class ProvisioningJob(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Bumped by every transition; the compare-and-swap token of the job row.
     version = models.PositiveIntegerField(default=0)
-    # Weighted by the steps' nominal durations; only ever raised (GREATEST), 100 when COMPLETED.
-    progress = models.PositiveSmallIntegerField(default=0)
+    # The steps that have succeeded, in the order they did. Appended under the row's lock, so
+    # of two parallel steps finishing at once exactly one sees a joint successor become ready.
+    succeeded_steps = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -16,6 +16,7 @@ done step were sent.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from psycopg.types.json import Jsonb
 from django.utils import timezone
 
 from deploy.backend import backend_for
@@ -71,27 +73,6 @@ def ready_steps(plan: Plan, statuses: dict[str, str]) -> list[str]:
         if statuses.get(step.name) == StepStatus.PENDING
         and all(statuses.get(name) == StepStatus.SUCCEEDED for name in step.after)
     ]
-
-
-def progress_of(plan: Plan, succeeded: set[str]) -> int:
-    """Percent of the plan's nominal duration done; 100 only once COMPLETED (the caller's)."""
-    done = sum(step.nominal_seconds for step in plan.steps if step.name in succeeded)
-    return min(99, int(100 * done / plan.nominal_seconds))
-
-
-def _statuses_locking_job(job_id) -> tuple[str | None, dict[str, str]]:
-    """The job's status and its steps' statuses, holding the job's row lock until commit.
-
-    Taking the lock first serializes the fan-in: of two parallel steps that
-    finish at once, the second reads the first's committed success.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT status FROM {JOB_TABLE} WHERE id = %s FOR UPDATE", [job_id])
-        row = cursor.fetchone()
-        if row is None:
-            return None, {}
-        cursor.execute(f"SELECT name, status FROM {STEP_TABLE} WHERE job_id = %s", [job_id])
-        return row[0], dict(cursor.fetchall())
 
 
 # --- sending -----------------------------------------------------------------------------------------
@@ -161,59 +142,138 @@ def continue_job(job_id) -> None:
 
 
 # --- running one step -------------------------------------------------------------------------------------
+#
+# The hot path is two statements per step, each one round trip: the claim (step
+# RUNNING, job lease, event, and the tenant read back) and the success (step
+# SUCCEEDED, job's succeeded_steps appended under its row lock, event).
+
+EVENT_TABLE = "provisioning_provisioningevent"
+
+CLAIM_SQL = f"""
+WITH s AS (
+    UPDATE {STEP_TABLE} SET status = 'RUNNING', attempts = attempts + 1, started_at = now(), finished_at = NULL,
+        duration_ms = NULL, error = '', claimed_by = %(owner)s, lease_expires_at = %(lease)s
+    WHERE job_id = %(job)s AND name = %(name)s AND status = 'PENDING'
+      AND EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE id = %(job)s AND status = 'RUNNING')
+    RETURNING id, attempts, phase
+), j AS (
+    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(), lease_expires_at = %(lease)s,
+        current_state = (SELECT phase FROM s)
+    WHERE id = %(job)s AND status = 'RUNNING' AND EXISTS (SELECT 1 FROM s)
+    RETURNING version, tenant_id, tier, context, max_retries
+), e AS (
+    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
+    SELECT %(job)s, j.version, 'step.started', %(name)s, %(message)s,
+           jsonb_build_object('attempt', (SELECT attempts FROM s)), now()
+    FROM j
+)
+SELECT s.id, s.attempts, s.phase, j.version, j.tenant_id, j.tier, j.context,
+       t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values
+FROM s
+LEFT JOIN j ON true
+LEFT JOIN tenants_tenant t ON t.id = j.tenant_id
+LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = j.tenant_id
+"""
+
+SUCCEED_SQL = f"""
+WITH s AS (
+    UPDATE {STEP_TABLE} SET status = 'SUCCEEDED', outputs = %(outputs)s, finished_at = now(),
+        succeeded_at = now(), duration_ms = %(duration)s, lease_expires_at = NULL
+    WHERE id = %(step)s AND status = 'RUNNING' AND claimed_by = %(owner)s
+    RETURNING id
+), j AS (
+    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(), lease_expires_at = %(lease)s,
+        succeeded_steps = array_append(succeeded_steps, %(name)s), context = context || %(context)s
+    WHERE id = %(job)s AND EXISTS (SELECT 1 FROM s)
+    RETURNING version, status, succeeded_steps, tenant_id
+), e AS (
+    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
+    SELECT %(job)s, j.version, 'step.succeeded', %(name)s, %(message)s, '{{}}'::jsonb, now() FROM j
+)
+SELECT version, status, succeeded_steps, tenant_id FROM j
+"""
 
 
 @dataclass
 class Claim:
-    step_run: StepRun
+    step_id: int
+    attempts: int
+    phase: str
     owner: str
+    job_version: int
+    tier: str
+    context: dict
+    tenant: Tenant
+    tenant_settings: dict
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _settings_of(tenant: Tenant) -> dict:
+    return getattr(getattr(tenant, "settings", None), "values", None) or {}
 
 
 def claim_step(job_id, name: str) -> tuple[Claim | None, StepRun | None]:
     """Claim the step (PENDING, or RUNNING with a lapsed lease). (claim, None) or (None, current row)."""
-    now = timezone.now()
     owner = f"{worker_identity()}:{time.monotonic_ns()}"
+    lease = lease_until(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "lease": lease,
+                                   "message": f"{name} started."})
+        row = cursor.fetchone()
+    if row is None:
+        return _take_over_lapsed(job_id, name, owner)
+    step_id, attempts, phase, version, tenant_id, tier, context, *tenant_row = row
+    if version is None:
+        # The job left RUNNING between our check and our update (a cancel): give the step back.
+        StepRun.objects.filter(id=step_id, claimed_by=owner).update(
+            status=StepStatus.PENDING, attempts=F("attempts") - 1, claimed_by="", lease_expires_at=None)
+        return None, StepRun.objects.filter(id=step_id).first()
+    t_name, t_slug, t_tier, t_status, t_region, t_email, t_principal, t_settings = tenant_row
+    # Django leaves jsonb undecoded on raw cursors (JSONField decodes it); decode it here.
+    context, t_settings = _json(context), _json(t_settings)
+    tenant = Tenant(id=tenant_id, name=t_name, slug=t_slug, tier=t_tier, status=t_status, region=t_region,
+                    admin_email=t_email, service_principal_encrypted=t_principal)
+    publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.RUNNING)
+    return Claim(step_id=step_id, attempts=attempts, phase=phase, owner=owner, job_version=version, tier=tier,
+                 context=context, tenant=tenant, tenant_settings=t_settings or {}), None
+
+
+def _take_over_lapsed(job_id, name: str, owner: str) -> tuple[Claim | None, StepRun | None]:
+    """A RUNNING step whose lease lapsed (its worker died) is taken over; anything else is left alone."""
+    now = timezone.now()
+    current = StepRun.objects.filter(job_id=job_id, name=name).first()
+    if current is None or current.status != StepStatus.RUNNING or current.lease_expires_at is None \
+            or current.lease_expires_at > now:
+        return None, current
     with transaction.atomic():
-        claimed = StepRun.objects.filter(job_id=job_id, name=name, status=StepStatus.PENDING).update(
-            status=StepStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
-            duration_ms=None, error="", claimed_by=owner, lease_expires_at=lease_until(now),
-        )
-        if not claimed:
-            current = StepRun.objects.filter(job_id=job_id, name=name).first()
-            if current is None or current.status != StepStatus.RUNNING or current.lease_expires_at is None \
-                    or current.lease_expires_at > now:
-                return None, current
-            # Its worker died mid-step (the lease lapsed): take it over.
-            claimed = StepRun.objects.filter(id=current.id, status=StepStatus.RUNNING,
-                                             claimed_by=current.claimed_by).update(
-                attempts=F("attempts") + 1, started_at=now, claimed_by=owner, lease_expires_at=lease_until(now),
-            )
-            if not claimed:
-                return None, StepRun.objects.filter(id=current.id).first()
-        step_run = StepRun.objects.get(job_id=job_id, name=name)
-        result = record(job_id, event="step.started", step=name,
-                        message=f"{name} started (attempt {step_run.attempts}).",
-                        lease_expires_at=lease_until(now), current_state=step_run.phase)
-        if result is None or result[1] != S.RUNNING:
-            # The job left RUNNING (cancelled, rolled back) before we started: start nothing.
-            transaction.set_rollback(True)
-            return None, step_run
-        job_tenant = ProvisioningJob.objects.filter(id=job_id).values_list("tenant_id", flat=True).first()
-        _on_commit_publish(job_tenant, job_id, result[0], S.RUNNING)
-    return Claim(step_run=step_run, owner=owner), None
+        job = ProvisioningJob.objects.select_for_update().select_related("tenant", "tenant__settings") \
+            .filter(id=job_id, status=S.RUNNING).first()
+        if job is None:
+            return None, current
+        taken = StepRun.objects.filter(id=current.id, status=StepStatus.RUNNING,
+                                       claimed_by=current.claimed_by).update(
+            attempts=F("attempts") + 1, started_at=now, claimed_by=owner, lease_expires_at=lease_until(now))
+        if not taken:
+            return None, StepRun.objects.filter(id=current.id).first()
+        version, _ = record(job_id, event="step.started", step=name, data={"attempt": current.attempts + 1},
+                            message=f"{name} taken over from a worker that stopped.",
+                            lease_expires_at=lease_until(now), current_state=current.phase)
+    return Claim(step_id=current.id, attempts=current.attempts + 1, phase=current.phase, owner=owner,
+                 job_version=version, tier=job.tier, context=job.context, tenant=job.tenant,
+                 tenant_settings=_settings_of(job.tenant)), None
 
 
 def run_step(job_id, name: str) -> str:
     """Run one step of a job; returns what happened (for logs and tests).
 
-    1. Load the job; a job that is not RUNNING starts nothing.
-    2. Claim the step; if it is done, make sure its successors went out; if
-       another live worker holds it, say so (the caller re-checks later).
-    3. Run it with its lease renewed; commit the outputs, or the failure.
+    1. Claim the step; a job that is not RUNNING starts nothing. If the step is
+       done or another live worker holds it, this delivery was a duplicate.
+    2. Run it with its lease renewed; commit the outputs, or the failure.
+    3. Send the steps its success made ready, or complete the job.
     """
-    job = ProvisioningJob.objects.select_related("tenant", "tenant__settings").filter(id=job_id).first()
-    if job is None or job.status != S.RUNNING:
-        return "job-not-running"
     claim, current = claim_step(job_id, name)
     if claim is None:
         # A duplicate delivery. Its successors went out when it succeeded; if the
@@ -223,31 +283,30 @@ def run_step(job_id, name: str) -> str:
         if current is not None and current.status == StepStatus.RUNNING:
             return "held-elsewhere"
         return "not-claimable"
-    step_run = claim.step_run
-    plan = plan_for(job.tier)
+    plan = plan_for(claim.tier)
     step = plan.step(name)
-    backend = backend_for(simulate=job.context.get("simulate"))
-    ctx = StepContext(job_id=str(job_id), tenant=job.tenant, job_context=job.context, backend=backend,
-                      attempt=step_run.attempts)
-    heartbeat.hold(step_run.id, job_id)
+    backend = backend_for(simulate=claim.context.get("simulate"))
+    ctx = StepContext(job_id=str(job_id), tenant=claim.tenant, tenant_settings=claim.tenant_settings,
+                      job_context=claim.context, backend=backend, attempt=claim.attempts)
+    heartbeat.hold(claim.step_id, job_id)
     started = time.monotonic()
     try:
         before_step = getattr(backend, "before_step", None)
         if before_step is not None:
-            before_step(name, step_run.attempts, step.nominal_seconds)
+            before_step(name, claim.attempts, step.nominal_seconds)
         outputs = IMPLEMENTATIONS[name].run(ctx) or {}
     except InfraError as error:
-        fail_step(job, step_run, claim.owner, error, started)
+        fail_step(job_id, claim, name, error, started)
         return "failed"
     except Exception as error:  # an unexpected error is treated as transient, and shown as is
         log.exception("step %s of job %s raised", name, job_id)
-        fail_step(job, step_run, claim.owner,
+        fail_step(job_id, claim, name,
                   TransientInfraError(f"{name} raised {type(error).__name__}: {error}",
                                       hint="See the worker's log for the traceback."), started)
         return "failed"
     finally:
-        heartbeat.release(step_run.id)
-    succeed_step(job, plan, step_run, claim.owner, outputs, ctx.context_updates, started)
+        heartbeat.release(claim.step_id)
+    succeed_step(job_id, plan, claim, name, outputs, ctx.context_updates, started)
     return "succeeded"
 
 
@@ -255,79 +314,68 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def succeed_step(job: ProvisioningJob, plan: Plan, step_run: StepRun, owner: str, outputs: dict,
-                 context_updates: dict, started: float) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        done = StepRun.objects.filter(id=step_run.id, status=StepStatus.RUNNING, claimed_by=owner).update(
-            status=StepStatus.SUCCEEDED, outputs=outputs, finished_at=now, succeeded_at=now,
-            duration_ms=_elapsed_ms(started), lease_expires_at=None,
-        )
-        if not done:
-            return  # our lease lapsed and another worker took the step over; its result stands
-        job_status, statuses = _statuses_locking_job(job.id)
-        succeeded = {name for name, status in statuses.items() if status == StepStatus.SUCCEEDED}
-        phase = current_phase(plan, statuses)
-        fields = {"lease_expires_at": lease_until(now), "progress": Expr("GREATEST(progress, %s)",
-                                                                        (progress_of(plan, succeeded),))}
-        if phase != "COMPLETED":
-            fields["current_state"] = phase
-        if context_updates:
-            fields["context_merge"] = context_updates
-        version, job_status = record(job.id, event="step.succeeded", step=step_run.name,
-                                     message=f"{step_run.name} succeeded.", **fields)
-        _on_commit_publish(job.tenant_id, job.id, version, job_status)
+def succeed_step(job_id, plan: Plan, claim: Claim, name: str, outputs: dict, context_updates: dict,
+                 started: float) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(SUCCEED_SQL, {
+            "step": claim.step_id, "owner": claim.owner, "outputs": Jsonb(outputs), "duration": _elapsed_ms(started),
+            "lease": lease_until(timezone.now()), "name": name, "context": Jsonb(context_updates), "job": job_id,
+            "message": f"{name} succeeded.",
+        })
+        row = cursor.fetchone()
+    if row is None:
+        return  # our lease lapsed and another worker took the step over; its result stands
+    version, job_status, succeeded, tenant_id = row
+    publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=job_status)
     if job_status != S.RUNNING:
         if job_status in (S.ROLLING_BACK, S.CANCELLING):
-            send_compensation(job.id)  # the compensator was waiting for this step to finish
+            send_compensation(job_id)  # the compensator was waiting for this step to finish
         return
-    if phase == "COMPLETED":
-        complete_job(job.id)
+    succeeded = set(succeeded)
+    if len(succeeded) == len(plan.steps) and succeeded == set(plan.step_names):
+        complete_job(job_id)
     else:
-        send_steps(job.id, ready_steps(plan, statuses))
+        send_steps(job_id, plan.newly_ready(succeeded, name))
 
 
-def describe_failure(step_run: StepRun, error: InfraError) -> str:
-    return f"Step {step_run.name} ({step_run.phase}) failed: {error.describe()}"
-
-
-def fail_step(job: ProvisioningJob, step_run: StepRun, owner: str, error: InfraError, started: float) -> None:
+def fail_step(job_id, claim: Claim, name: str, error: InfraError, started: float) -> None:
     """Record the failure; then retry later (transient, budget left) or roll back."""
     now = timezone.now()
-    message = describe_failure(step_run, error)
+    message = f"Step {name} ({claim.phase}) failed: {error.describe()}"
+    tenant_id = claim.tenant.id
     with transaction.atomic():
-        done = StepRun.objects.filter(id=step_run.id, status=StepStatus.RUNNING, claimed_by=owner).update(
+        done = StepRun.objects.filter(id=claim.step_id, status=StepStatus.RUNNING, claimed_by=claim.owner).update(
             status=StepStatus.FAILED, error=message, finished_at=now, duration_ms=_elapsed_ms(started),
             lease_expires_at=None,
         )
         if not done:
             return
         current = ProvisioningJob.objects.select_for_update().only("retry_count", "max_retries", "status") \
-            .get(id=job.id)
+            .get(id=job_id)
         if current.status != S.RUNNING:
             # Another step already failed the job, or it is being cancelled: the step stays FAILED.
-            result = record(job.id, event="step.failed", step=step_run.name, message=message)
-            _on_commit_publish(job.tenant_id, job.id, result[0], result[1])
+            result = record(job_id, event="step.failed", step=name, message=message)
+            _on_commit_publish(tenant_id, job_id, result[0], result[1])
             if current.status in (S.ROLLING_BACK, S.CANCELLING):
-                transaction.on_commit(lambda: send_compensation(job.id))  # it was waiting for this step
+                transaction.on_commit(lambda: send_compensation(job_id))  # it was waiting for this step
             return
         if error.transient and current.retry_count < current.max_retries:
             delay = backoff_seconds(current.retry_count, error.retry_after)
             version = transition(
-                job.id, from_=[S.RUNNING], to=S.RETRY_SCHEDULED, event="job.retry_scheduled",
-                step=step_run.name, message=message,
+                job_id, from_=[S.RUNNING], to=S.RETRY_SCHEDULED, event="job.retry_scheduled",
+                step=name, message=message,
                 data={"retry": current.retry_count + 1, "delaySeconds": round(delay, 3)},
                 retry_count=current.retry_count + 1, next_retry_at=now + timezone.timedelta(seconds=delay),
                 error_message=message, lease_expires_at=None,
             )
-            _on_commit_publish(job.tenant_id, job.id, version, S.RETRY_SCHEDULED)
+            _on_commit_publish(tenant_id, job_id, version, S.RETRY_SCHEDULED)
             return
         reason = message if not error.transient else f"{message} (retries exhausted: {current.retry_count})"
-        version = transition(job.id, from_=[S.RUNNING], to=S.ROLLING_BACK, event="job.rolling_back",
-                             step=step_run.name, message=reason, error_message=reason,
+        version = transition(job_id, from_=[S.RUNNING], to=S.ROLLING_BACK, event="job.rolling_back",
+                             step=name, message=reason, error_message=reason,
                              lease_expires_at=lease_until(now))
-        _on_commit_publish(job.tenant_id, job.id, version, S.ROLLING_BACK)
-        transaction.on_commit(lambda: send_compensation(job.id))
+        _on_commit_publish(tenant_id, job_id, version, S.ROLLING_BACK)
+        transaction.on_commit(lambda: send_compensation(job_id))
 
 
 # --- completion ------------------------------------------------------------------------------------------
@@ -343,7 +391,7 @@ def complete_job(job_id) -> bool:
             return False
         version = transition(job_id, from_=[S.RUNNING], to=S.COMPLETED, event="job.completed",
                              message="Provisioning completed; the tenant is ACTIVE.", completed_at=now,
-                             current_state="COMPLETED", progress=100, lease_expires_at=None,
+                             current_state="COMPLETED", lease_expires_at=None,
                              next_retry_at=None, error_message="")
         if version is None:
             return False
@@ -420,8 +468,8 @@ def compensate_next(job_id) -> str:
                         message=f"Undoing {candidate.name}.", lease_expires_at=lease_until(now))
         _on_commit_publish(job.tenant_id, job_id, result[0], result[1])
     attempts = candidate.compensation_attempts + 1
-    ctx = StepContext(job_id=str(job_id), tenant=job.tenant, job_context=job.context,
-                      backend=backend_for(simulate=job.context.get("simulate")))
+    ctx = StepContext(job_id=str(job_id), tenant=job.tenant, tenant_settings=_settings_of(job.tenant),
+                      job_context=job.context, backend=backend_for(simulate=job.context.get("simulate")))
     heartbeat.hold(candidate.id, job_id)
     try:
         IMPLEMENTATIONS[candidate.name].compensate(ctx, candidate.outputs)

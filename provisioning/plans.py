@@ -44,6 +44,26 @@ class Plan:
     def nominal_seconds(self) -> float:
         return sum(step.nominal_seconds for step in self.steps)
 
+    def is_ready(self, step: Step, succeeded: set[str]) -> bool:
+        """Every step of the earlier phases and every step it waits for has succeeded."""
+        for phase in self.phases:
+            if phase == step.phase:
+                break
+            if any(other.name not in succeeded for other in self.steps_of(phase)):
+                return False
+        return all(name in succeeded for name in step.after)
+
+    def newly_ready(self, succeeded: set[str], just_succeeded: str) -> list[str]:
+        """The steps that the success of `just_succeeded` made ready (and only those)."""
+        before = succeeded - {just_succeeded}
+        return [step.name for step in self.steps
+                if step.name not in succeeded and self.is_ready(step, succeeded) and not self.is_ready(step, before)]
+
+    def progress(self, succeeded: set[str]) -> int:
+        """Percent of the nominal duration done; at most 99 (100 is for COMPLETED jobs)."""
+        done = sum(step.nominal_seconds for step in self.steps if step.name in succeeded)
+        return min(99, int(100 * done / self.nominal_seconds))
+
 
 def _mid(low: float, high: float) -> float:
     return (low + high) / 2

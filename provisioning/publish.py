@@ -42,22 +42,46 @@ def _get_loop() -> asyncio.AbstractEventLoop:
     return _loop
 
 
-async def _send(tenant_id: str, message: dict) -> None:
+# Hints for one job within this window are sent once, with the latest version:
+# consumers read the status afresh, so only the last hint of a burst matters.
+COALESCE_SECONDS = 0.01
+
+_pending: dict[str, dict] = {}
+
+
+async def _send(message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        await layer.group_send(tenant_group(tenant_id), message)
+        await layer.group_send(tenant_group(message["tenantId"]), message)
         await layer.group_send(DASHBOARD_GROUP, message)
     except Exception:
         log.warning("status hint not published", exc_info=True)
+
+
+def _flush(job_key: str) -> None:
+    with _lock:
+        message = _pending.pop(job_key, None)
+    if message is not None:
+        asyncio.ensure_future(_send(message))
+
+
+def _schedule(job_key: str) -> None:
+    _get_loop().call_later(COALESCE_SECONDS, _flush, job_key)
 
 
 def publish_change(*, tenant_id, job_id, version: int | None, status: str = "") -> None:
     """Fire and forget: never blocks or fails the caller."""
     message = {"type": "provisioning.changed", "tenantId": str(tenant_id), "jobId": str(job_id),
                "version": version, "jobStatus": status}
+    job_key = str(job_id)
     try:
-        asyncio.run_coroutine_threadsafe(_send(str(tenant_id), message), _get_loop())
+        loop = _get_loop()
+        with _lock:
+            first = job_key not in _pending
+            _pending[job_key] = message
+        if first:
+            loop.call_soon_threadsafe(_schedule, job_key)
     except Exception:
         log.warning("status hint not published", exc_info=True)

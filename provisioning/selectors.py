@@ -148,7 +148,8 @@ def provisioning_status(tenant: Tenant, job: ProvisioningJob | None = None) -> d
         "currentPhase": current,
         "completedPhases": completed,
         "remainingPhases": remaining,
-        "progress": 100 if job.status == JobStatus.COMPLETED else min(job.progress, 99),
+        "progress": 100 if job.status == JobStatus.COMPLETED else plan.progress(
+            {s.name for s in step_list if s.succeeded_at is not None}),
         "startedAt": _iso(job.started_at),
         "estimatedCompletion": _iso(eta),
         "completedAt": _iso(job.completed_at),
@@ -169,7 +170,8 @@ def jobs_of(tenant: Tenant) -> list[dict]:
          "createdAt": _iso(job.created_at), "startedAt": _iso(job.started_at),
          "completedAt": _iso(job.completed_at), "errorMessage": job.error_message or None,
          "retryCount": job.retry_count, "maxRetries": job.max_retries, "nextRetryAt": _iso(job.next_retry_at),
-         "progress": 100 if job.status == JobStatus.COMPLETED else job.progress,
+         "progress": 100 if job.status == JobStatus.COMPLETED else plan_for(job.tier).progress(
+             {s.name for s in job.steps.all() if s.succeeded_at is not None}),
          "steps": step_rows(sorted(job.steps.all(), key=lambda s: s.position))}
         for job in jobs
     ]

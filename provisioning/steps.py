@@ -38,6 +38,7 @@ RELEASES = {
 class StepContext:
     job_id: str
     tenant: Tenant
+    tenant_settings: dict
     job_context: dict
     backend: object
     attempt: int = 1
@@ -58,11 +59,9 @@ class StepContext:
     @property
     def spec(self) -> TenantSpec:
         tenant = self.tenant
-        tenant_settings = None
-        if tenant.tier == Tier.ENTERPRISE:
-            tenant_settings = getattr(getattr(tenant, "settings", None), "values", None)
         return tenant_spec(tenant_id=tenant.id, slug=tenant.slug, tier=tenant.tier, region=tenant.region,
-                           admin_email=tenant.admin_email, tenant_settings=tenant_settings, cluster=self.cluster)
+                           admin_email=tenant.admin_email, tenant_settings=self.tenant_settings,
+                           cluster=self.cluster)
 
     @property
     def lock_key(self) -> str:

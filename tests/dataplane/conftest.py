@@ -107,7 +107,8 @@ def test_output_dir() -> Path:
 def celery_worker(django_db_setup, django_db_blocker, test_output_dir):
     """One worker process for the session, on the test database."""
     celery_app.control.purge()
-    worker = WorkerProcess(worker_env(), test_output_dir / "celery-worker.log")
+    name = settings.DATABASES["default"]["NAME"]
+    worker = WorkerProcess(worker_env(), test_output_dir / f"celery-worker-{name}.log")
     yield worker
     worker.stop()
 
