@@ -212,13 +212,13 @@ def seed_sweep_table(total: int, due: int) -> None:
             FROM generate_series(1, %(total)s) g""", {"total": total, "due": due})
         cursor.execute("""
             INSERT INTO provisioning_provisioningjob (id, tenant_id, tier, status, current_state, error_message,
-                retry_count, max_retries, next_retry_at, context, lease_owner, version, progress, created_at,
+                retry_count, max_retries, next_retry_at, context, lease_owner, version, succeeded_steps, created_at,
                 updated_at, completed_at)
             SELECT gen_random_uuid(), t.id, 'FREE',
                    CASE WHEN t.status = 'PROVISIONING' THEN 'RETRY_SCHEDULED' ELSE 'COMPLETED' END,
                    'VALIDATING_INPUT', '', 1, 3,
                    CASE WHEN t.status = 'PROVISIONING' THEN now() - interval '1 second' END,
-                   '{}'::jsonb, '', 1, 0, now(), now(),
+                   '{}'::jsonb, '', 1, '{}'::varchar[], now(), now(),
                    CASE WHEN t.status = 'ACTIVE' THEN now() END
             FROM tenants_tenant t WHERE t.slug LIKE 'sweep-%%'""")
         for position, step in enumerate(plan.steps):
