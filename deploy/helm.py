@@ -1,8 +1,8 @@
 """The real Helm driver: the tenant charts of deploy/charts as releases per tenant.
 
 Cluster operations go through Helm's own Go engine in-process (`helm-python-sdk`,
-import name `helm_python`, Helm SDK v4) or, with mode="cli", through a `helm`
-binary. Rendering and linting always use the in-process engine: they need no
+import name `helm_python`, Helm SDK v4: server-side apply, release records as
+Secrets in the tenant's namespace) or, with mode="cli", through a `helm` binary. Rendering and linting always use the in-process engine: they need no
 cluster, and it is the same engine either way.
 
 Values, lowest precedence first: the chart's values.yaml; `platform_values`

@@ -105,6 +105,7 @@ def build_backend(config: dict) -> RealCloud:
     helm = HelmReleaseDriver(
         config["MATIH_CHARTS_DIR"], default_cluster=shared_cluster, mode=config["MATIH_HELM_MODE"],
         helm_bin=config["MATIH_HELM_BIN"], timeout=int(config["MATIH_HELM_TIMEOUT"]),
+        wait=bool(config["MATIH_HELM_WAIT"]),
         platform_values={"database": {"host": db_host, "port": db_port}},
     )
     arm = config["MATIH_AZURE_ARM_ENDPOINT"].rstrip("/")

@@ -37,6 +37,8 @@ MATIH_CLUSTER_ISSUER = _env("MATIH_CLUSTER_ISSUER", "letsencrypt-prod-dns01")
 MATIH_HELM_MODE = _env("MATIH_HELM_MODE", "sdk")
 MATIH_HELM_BIN = _env("MATIH_HELM_BIN", "helm")
 MATIH_HELM_TIMEOUT = int(_env("MATIH_HELM_TIMEOUT", "300"))  # MATIH installs with 300 s
+# Wait for a release's resources to be ready before install returns (Helm's watcher).
+MATIH_HELM_WAIT = _env("MATIH_HELM_WAIT", "true").strip().lower() in {"1", "true", "yes", "on"}
 MATIH_CHARTS_DIR = _env("MATIH_CHARTS_DIR", str(_BASE_DIR / "deploy" / "charts"))
 
 # --- Azure -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A fake Kubernetes API server owned by the tests.
 
-A threaded HTTP server on 127.0.0.1 that answers the REST paths the driver uses
+A threaded HTTP server on 127.0.0.1 that answers the REST paths the drivers use (and Helm 4: discovery, OpenAPI v3, server-side apply, release Secrets)
 the way kube-apiserver does: 201 Created, 200 OK, and Status objects for 404
 NotFound, 409 AlreadyExists and 422 Invalid. Every body written (POST, and the
 result of a PATCH) is validated with kubernetes-validate in strict mode, so an
@@ -23,26 +23,96 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import kubernetes_validate
 
+from tests.drivers import kube_protobuf
+
 KUBE_VERSION = "1.33"
 
-# plural -> (kind, namespaced)
+# plural -> (kind, namespaced, apiVersion)
 RESOURCES = {
-    "namespaces": ("Namespace", False),
-    "serviceaccounts": ("ServiceAccount", True),
-    "secrets": ("Secret", True),
-    "configmaps": ("ConfigMap", True),
-    "resourcequotas": ("ResourceQuota", True),
-    "limitranges": ("LimitRange", True),
-    "roles": ("Role", True),
-    "rolebindings": ("RoleBinding", True),
-    "networkpolicies": ("NetworkPolicy", True),
-    "ingresses": ("Ingress", True),
-    "deployments": ("Deployment", True),
-    "statefulsets": ("StatefulSet", True),
+    "namespaces": ("Namespace", False, "v1"),
+    "serviceaccounts": ("ServiceAccount", True, "v1"),
+    "secrets": ("Secret", True, "v1"),
+    "configmaps": ("ConfigMap", True, "v1"),
+    "services": ("Service", True, "v1"),
+    "resourcequotas": ("ResourceQuota", True, "v1"),
+    "limitranges": ("LimitRange", True, "v1"),
+    "roles": ("Role", True, "rbac.authorization.k8s.io/v1"),
+    "rolebindings": ("RoleBinding", True, "rbac.authorization.k8s.io/v1"),
+    "clusterroles": ("ClusterRole", False, "rbac.authorization.k8s.io/v1"),
+    "clusterrolebindings": ("ClusterRoleBinding", False, "rbac.authorization.k8s.io/v1"),
+    "networkpolicies": ("NetworkPolicy", True, "networking.k8s.io/v1"),
+    "ingresses": ("Ingress", True, "networking.k8s.io/v1"),
+    "ingressclasses": ("IngressClass", False, "networking.k8s.io/v1"),
+    "deployments": ("Deployment", True, "apps/v1"),
+    "statefulsets": ("StatefulSet", True, "apps/v1"),
+    "poddisruptionbudgets": ("PodDisruptionBudget", True, "policy/v1"),
 }
+VERBS = ["create", "delete", "get", "list", "patch", "update"]
+
+
+def group_versions() -> dict[str, list[str]]:
+    versions: dict[str, list[str]] = {}
+    for plural, (_, _, api_version) in RESOURCES.items():
+        versions.setdefault(api_version, []).append(plural)
+    return versions
+
+
+def resource_list(api_version: str) -> dict:
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api_version, "resources": [
+        {"name": plural, "singularName": RESOURCES[plural][0].lower(), "namespaced": RESOURCES[plural][1],
+         "kind": RESOURCES[plural][0], "verbs": VERBS} for plural in group_versions()[api_version]]}
+
+
+def group_list() -> dict:
+    groups = []
+    for api_version in group_versions():
+        if "/" in api_version:
+            group, version = api_version.split("/")
+            entry = {"groupVersion": api_version, "version": version}
+            groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def openapi_path(api_version: str) -> str:
+    return "api/v1" if api_version == "v1" else f"apis/{api_version}"
+
+
+def openapi_document(api_version: str) -> dict:
+    """Just enough OpenAPI v3 for clients to see that PATCH takes fieldValidation (server-side validation)."""
+    group, _, version = api_version.rpartition("/")
+    paths = {}
+    for plural in group_versions()[api_version]:
+        kind, namespaced, _ = RESOURCES[plural]
+        scope = "namespaces/{namespace}/" if namespaced else ""
+        paths[f"/{openapi_path(api_version)}/{scope}{plural}/{{name}}"] = {"patch": {
+            "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                           {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK"}},
+        }}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths,
+            "components": {"schemas": {}}}
+
+
+def matches_selector(obj: dict, selector: str) -> bool:
+    """Equality-based label selectors (`a=b,c==d,e!=f`), the kind Helm's release storage uses."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in filter(None, selector.split(",")):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        else:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key) != value:
+                return False
+    return True
+
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -103,6 +173,7 @@ class FakeKubeApi(ThreadingHTTPServer):
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.validated: list[dict] = []
+        self.applied: list[tuple[str, str, str]] = []  # server-side applies, in order
         self.lock = threading.Lock()
         self._versions = itertools.count(1)
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -199,9 +270,21 @@ def parse_path(path: str) -> tuple[str, str, str, str] | None:
     namespace = ""
     if len(rest) >= 3 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
-    if not rest or rest[0] not in RESOURCES:
+    if not rest or rest[0] not in RESOURCES or RESOURCES[rest[0]][2] != api_version:
         return None
     return api_version, namespace, rest[0], rest[1] if len(rest) > 1 else ""
+
+
+DISCOVERY = {
+    "/version": lambda: {"major": "1", "minor": KUBE_VERSION.split(".")[1], "gitVersion": f"v{KUBE_VERSION}.0",
+                         "platform": "linux/amd64"},
+    "/api": lambda: {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+    "/apis": group_list,
+    "/api/v1": lambda: resource_list("v1"),
+    **{f"/apis/{gv}": (lambda gv=gv: resource_list(gv)) for gv in group_versions() if "/" in gv},
+    "/openapi/v3": lambda: {"paths": {openapi_path(gv): {"serverRelativeURL": f"/openapi/v3/{openapi_path(gv)}?hash=0"}
+                                      for gv in group_versions()}},
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -226,7 +309,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        return json.loads(raw) if raw else None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw  # not JSON (protobuf, CBOR): answered 415 below
 
     def _handle(self, method: str) -> None:
         body = self._body()
@@ -234,25 +320,48 @@ class _Handler(BaseHTTPRequestHandler):
         self.current = Request(method, self.path, self.headers.get("Content-Type", ""),
                                self.headers.get("Authorization", ""), body)
         server.requests.append(self.current)
+        if isinstance(body, bytes) and method == "DELETE":
+            body = None  # DeleteOptions: nothing the fake needs
+        if isinstance(body, bytes):
+            ctype = self.headers.get("Content-Type", "")
+            try:
+                if not ctype.startswith("application/vnd.kubernetes.protobuf"):
+                    raise ValueError(ctype)
+                body = self.current.body = kube_protobuf.decode(body)
+            except (ValueError, IndexError):
+                return self._send(415, status(415, "UnsupportedMediaType",
+                                              f"the body of type {ctype} is not supported"))
         fault = server.take_fault(method, self.path)
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.code:
                 return self._send(fault.code, status(fault.code, fault.reason, fault.message), fault.headers)
+        path, _, query = self.path.partition("?")
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        if method == "GET" and path in DISCOVERY:
+            return self._send(200, DISCOVERY[path]())
+        if method == "GET" and path.startswith("/openapi/v3/"):
+            wanted = path.removeprefix("/openapi/v3/")
+            for api_version in group_versions():
+                if openapi_path(api_version) == wanted:
+                    return self._send(200, openapi_document(api_version))
         parsed = parse_path(self.path)
         if parsed is None:
             return self._send(404, status(404, "NotFound", "the server could not find the requested resource"))
         api_version, namespace, plural, name = parsed
-        kind, _namespaced = RESOURCES[plural]
+        kind = RESOURCES[plural][0]
         if plural == "namespaces" and name:
             namespace = ""
         with server.lock:
             if method == "POST" and not name:
                 return self._create(api_version, kind, plural, namespace, body)
+            if method == "PATCH" and "apply-patch" in self.headers.get("Content-Type", ""):
+                return self._apply(api_version, kind, plural, namespace, name, body)
             if method == "GET" and not name:
+                selector = params.get("labelSelector", "")
                 items = [copy.deepcopy(o) for (p, ns, _), o in server.objects.items()
-                         if p == plural and ns == namespace]
+                         if p == plural and ns == namespace and matches_selector(o, selector)]
                 return self._send(200, {"kind": f"{kind}List", "apiVersion": api_version,
                                         "metadata": {"resourceVersion": "1"}, "items": items})
             key = (plural, namespace, name)
@@ -273,6 +382,15 @@ class _Handler(BaseHTTPRequestHandler):
                                                   kind=plural, name=name))
                 server.objects[key] = server.stamp(merged, namespace)
                 return self._send(200, server.objects[key])
+            if method == "PUT":
+                if not isinstance(body, dict) or body.get("metadata", {}).get("name") != name:
+                    return self._send(400, status(400, "BadRequest", "the name of the object does not match"))
+                problem = server.validate(body)
+                if problem:
+                    return self._send(422, status(422, "Invalid", f'{kind} "{name}" is invalid: {problem}',
+                                                  kind=plural, name=name))
+                server.objects[key] = server.stamp(copy.deepcopy(body), namespace)
+                return self._send(200, server.objects[key])
             if method == "DELETE":
                 del server.objects[key]
                 if kind == "Namespace":
@@ -281,10 +399,29 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, status(200, "", "", kind=plural, name=name))
         return self._send(405, status(405, "MethodNotAllowed", "method not allowed"))
 
+    def _apply(self, api_version: str, kind: str, plural: str, namespace: str, name: str, body) -> None:
+        """Server-side apply (Helm 4): create the object, or merge the applied fields into it."""
+        server = self.server
+        if not isinstance(body, dict) or body.get("kind") != kind or body.get("metadata", {}).get("name") != name:
+            return self._send(400, status(400, "BadRequest", f"the body is not the {kind} {name}"))
+        if namespace and ("namespaces", "", namespace) not in server.objects:
+            return self._send(404, status(404, "NotFound", f'namespaces "{namespace}" not found',
+                                          kind="namespaces", name=namespace))
+        key = (plural, namespace, name)
+        live = server.objects.get(key)
+        merged = merge_patch(live, body) if live is not None else copy.deepcopy(body)
+        problem = server.validate(merged)
+        if problem:
+            return self._send(422, status(422, "Invalid", f'{kind} "{name}" is invalid: {problem}',
+                                          kind=plural, name=name))
+        server.objects[key] = server.stamp(merged, namespace)
+        server.applied.append(key)
+        return self._send(201 if live is None else 200, server.objects[key])
+
     def _create(self, api_version: str, kind: str, plural: str, namespace: str, body) -> None:
         server = self.server
         ctype = self.headers.get("Content-Type", "")
-        if ctype and not ctype.startswith("application/json"):
+        if ctype and not ctype.startswith(("application/json", "application/vnd.kubernetes.protobuf")):
             return self._send(415, status(415, "UnsupportedMediaType", f"unsupported media type {ctype}"))
         if not isinstance(body, dict) or body.get("kind") != kind or body.get("apiVersion") != api_version:
             return self._send(400, status(400, "BadRequest", f"the body is not a {api_version} {kind}"))

@@ -261,3 +261,84 @@ def test_cli_mode_without_a_binary_is_permanent(tmp_path):
     driver = HelmReleaseDriver(mode="cli", helm_bin=os.fspath(tmp_path / "absent-helm"))
     with pytest.raises(PermanentInfraError):
         driver.install(make_spec(), "core", "core-services", {})
+
+
+# --- releases through Helm's engine against the fake API server ---------------------------
+
+@pytest.fixture
+def cluster():
+    from tests.drivers.fake_kube import FakeKubeApi
+
+    server = FakeKubeApi().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def on_cluster(cluster):
+    """A Helm driver on the fake cluster, and the tenant's namespace made by the Kubernetes driver."""
+    ref = ClusterRef("shared-1", cluster.url)
+    kube = KubernetesClusterDriver(ref, request_timeout=5)
+    kube.ensure_namespace(make_spec("PROFESSIONAL"))
+    # wait=False: nothing runs in the fake cluster, so nothing would ever become ready.
+    return HelmReleaseDriver(default_cluster=ref, wait=False, timeout=30)
+
+
+def release_objects(cluster) -> set[tuple[str, str, str]]:
+    baseline = {("namespaces", "", "tenant-acme"), ("serviceaccounts", "tenant-acme", "tenant-admin"),
+                ("roles", "tenant-acme", "tenant-admin"), ("rolebindings", "tenant-acme", "tenant-admin")}
+    return set(cluster.objects) - baseline
+
+
+def test_release_is_installed_upgraded_and_uninstalled_by_helms_engine(on_cluster, cluster):
+    spec = make_spec("PROFESSIONAL")
+
+    first = on_cluster.install(spec, "acme-core", "core-services", {})
+    second = on_cluster.install(spec, "acme-core", "core-services", {"image": {"tag": "1.1.0"}})
+
+    assert (first["status"], first["revision"]) == ("deployed", 1)
+    assert (second["status"], second["revision"]) == ("deployed", 2)
+    deployment = cluster.get("deployments", "tenant-acme", "core-api")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/matih/matih-api:1.1.0"
+    assert deployment["metadata"]["annotations"]["meta.helm.sh/release-name"] == "acme-core"
+    # Helm's release records are Secrets in the tenant's namespace, as on a real cluster.
+    records = {name: cluster.get("secrets", "tenant-acme", name)["metadata"]["labels"]
+               for name in cluster.names("secrets", "tenant-acme")}
+    assert records["sh.helm.release.v1.acme-core.v2"]["status"] == "deployed"
+    assert records["sh.helm.release.v1.acme-core.v1"]["status"] == "superseded"
+    # Server-side apply, every object schema-valid (the fake answers 422 otherwise).
+    assert ("deployments", "tenant-acme", "core-web") in cluster.applied
+
+    on_cluster.uninstall(spec, "acme-core")
+    on_cluster.uninstall(spec, "acme-core")  # a repeated compensation
+
+    assert release_objects(cluster) == set()
+
+
+def test_every_release_of_a_professional_tenant_installs_and_uninstalls(on_cluster, cluster):
+    spec = make_spec("PROFESSIONAL")
+    for chart in CHARTS:
+        assert on_cluster.install(spec, f"acme-{chart}", chart, {})["status"] == "deployed"
+    kinds = {plural for plural, _, _ in release_objects(cluster)}
+    assert {"deployments", "statefulsets", "services", "configmaps", "ingressclasses", "clusterroles"} <= kinds
+
+    for chart in reversed(CHARTS):
+        on_cluster.uninstall(spec, f"acme-{chart}")
+    assert release_objects(cluster) == set()
+
+
+def test_a_first_install_that_failed_is_replaced_on_retry(on_cluster, cluster):
+    from tests.drivers.fake_kube import Fault
+
+    spec = make_spec("PROFESSIONAL")
+    cluster.inject(Fault("PATCH", "/deployments/core-web", 500, "InternalError", "etcdserver: request timed out"))
+
+    with pytest.raises(TransientInfraError) as caught:
+        on_cluster.install(spec, "acme-core", "core-services", {})
+    assert "etcdserver" in caught.value.provider_message
+    labels = cluster.get("secrets", "tenant-acme", "sh.helm.release.v1.acme-core.v1")["metadata"]["labels"]
+    assert labels["status"] == "failed"
+
+    retried = on_cluster.install(spec, "acme-core", "core-services", {})
+    assert (retried["status"], retried["revision"]) == ("deployed", 1)
+    assert cluster.get("deployments", "tenant-acme", "core-web") is not None
