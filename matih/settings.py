@@ -159,6 +159,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("MATIH_TASK_SOFT_TIME_LIMIT", 3300)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("MATIH_VISIBILITY_TIMEOUT", 3900)}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("MATIH_VISIBILITY_TIMEOUT", 3900)}
 CELERY_TASK_IGNORE_RESULT = True
+# Celery's Django fixup closes the database connection around every task unless this
+# is set: a new PostgreSQL connection per step cost more than the step itself.
+# Connections are still recycled after this many tasks (and by CONN_MAX_AGE).
+CELERY_DB_REUSE_MAX = env_int("MATIH_DB_REUSE_MAX", 1000)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
