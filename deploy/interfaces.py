@@ -113,3 +113,34 @@ class ObservabilityDriver(Protocol):
 
 class VerifyDriver(Protocol):
     def check(self, spec: TenantSpec) -> dict: ...  # raises TransientInfraError until healthy
+
+
+# --- Additions made with the real drivers --------------------------------------------------
+# Optional capabilities: the existing interfaces above are unchanged, and the step layer
+# needs none of these. The simulated cloud does not have to implement them.
+
+class ConfigMapDriver(Protocol):
+    """Offered by the real KubernetesDriver (deploy.kubernetes); the real observability driver uses it."""
+
+    def ensure_config_map(self, spec: TenantSpec, name: str, data: dict[str, str],
+                          labels: dict[str, str] | None = None) -> dict: ...
+    def delete_config_map(self, spec: TenantSpec, name: str) -> None: ...
+
+
+class ChartInspector(Protocol):
+    """Offered by the real HelmDriver (deploy.helm), for plans and checks that touch no cluster."""
+
+    def lint(self, spec: TenantSpec, chart: str, values: dict | None = None) -> list[str]: ...  # strict findings
+    def chart_info(self, chart: str) -> dict: ...  # name, version, default values
+
+
+class HeldLock(Protocol):
+    """Offered by the real StateLock (deploy.locks.RedisStateLock): hold a key while work runs.
+
+    `with lock.held(key, ttl_seconds=..., owner=..., wait=...) as held:` waits up to `wait`
+    seconds (then TransientInfraError), renews the TTL every ttl/3 from a background thread,
+    releases on exit; `held.lost` turns true if a renewal found the lock gone.
+    """
+
+    def held(self, key: str, *, ttl_seconds: float, owner: str | None = None, wait: float = 0.0,
+             poll_interval: float = 0.2): ...

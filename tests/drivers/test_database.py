@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
-from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
@@ -44,10 +43,8 @@ def admin(database: str | None = None):
 
 def as_tenant(created: dict):
     """A connection as the tenant's role, with its password, the way its services connect."""
-    parts = urlparse(settings.DATABASE_URL)
-    netloc = f"{created['role']}:{created['password']}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    url = urlunparse(parts._replace(netloc=netloc, path="/" + created["database"]))
-    return psycopg.connect(url, autocommit=True)
+    return psycopg.connect(settings.DATABASE_URL, user=created["role"], password=created["password"],
+                           dbname=created["database"], autocommit=True)
 
 
 def exists(query: str, *args, database: str | None = None) -> bool:
