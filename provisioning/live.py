@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -122,12 +123,26 @@ class Snapshot:
         return cached
 
 
-def read_snapshot(tenant_id, *, tenant: Tenant | None = None, job: ProvisioningJob | None = None) -> Snapshot | None:
+def read_snapshot(tenant_id) -> Snapshot | None:
+    """The tenant's status as of one moment.
+
+    The status reads the tenant, its job and the steps in several queries; a
+    job's completion commits the job and the tenant together. Read in one
+    REPEATABLE READ transaction, so that a status never shows a COMPLETED job
+    with a tenant still PROVISIONING (the hint of that commit would then find
+    nothing newer to send, and the client would keep the stale tenant status).
+    """
     started = time.monotonic()
-    tenant = tenant or Tenant.objects.filter(id=tenant_id).first()
-    if tenant is None:
-        return None
-    return Snapshot(status=provisioning_status(tenant, job), slug=tenant.slug, name=tenant.name, started=started)
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        tenant = Tenant.objects.filter(id=tenant_id).first()
+        if tenant is None:
+            return None
+        status = provisioning_status(tenant)
+    return Snapshot(status=status, slug=tenant.slug, name=tenant.name, started=started)
 
 
 def hint_mark(hint: dict) -> Mark:
@@ -157,7 +172,7 @@ def covers(snapshot: Snapshot, hint: dict) -> bool:
 def dashboard_snapshots() -> list[Snapshot]:
     """The dashboard's live rows: open jobs and jobs that ended in the last minutes, newest first."""
     recent = timezone.now() - RECENTLY_ENDED
-    jobs = (ProvisioningJob.objects.select_related("tenant")
+    jobs = (ProvisioningJob.objects
             .filter(~Q(status__in=list(TERMINAL)) | Q(updated_at__gte=recent))
             .order_by("-created_at")[:DASHBOARD_ROWS])
     seen, snapshots = set(), []
@@ -165,7 +180,9 @@ def dashboard_snapshots() -> list[Snapshot]:
         if job.tenant_id in seen:
             continue  # a tenant's row shows its latest job
         seen.add(job.tenant_id)
-        snapshots.append(read_snapshot(job.tenant_id, tenant=job.tenant))
+        snapshot = read_snapshot(job.tenant_id)
+        if snapshot is not None:
+            snapshots.append(snapshot)
     return snapshots
 
 
