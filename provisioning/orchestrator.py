@@ -144,8 +144,9 @@ def continue_job(job_id) -> None:
 # --- running one step -------------------------------------------------------------------------------------
 #
 # The hot path is two statements per step, each one round trip: the claim (step
-# RUNNING, job lease, event, and the tenant read back) and the success (step
-# SUCCEEDED, job's succeeded_steps appended under its row lock, event).
+# RUNNING with its lease, the job's phase when a phase starts, and the job and
+# tenant read back) and the success (step SUCCEEDED, the job's succeeded_steps
+# appended under its row lock, the job's lease pushed forward, an event).
 
 EVENT_TABLE = "provisioning_provisioningevent"
 
@@ -157,22 +158,22 @@ WITH s AS (
       AND EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE id = %(job)s AND status = 'RUNNING')
     RETURNING id, attempts, phase
 ), j AS (
-    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(), lease_expires_at = %(lease)s,
-        current_state = (SELECT phase FROM s)
-    WHERE id = %(job)s AND status = 'RUNNING' AND EXISTS (SELECT 1 FROM s)
-    RETURNING version, tenant_id, tier, context, max_retries
+    -- Only the first step of a phase moves the job's state (and records the phase's start).
+    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(), current_state = (SELECT phase FROM s)
+    WHERE id = %(job)s AND status = 'RUNNING' AND current_state <> (SELECT phase FROM s)
+    RETURNING version
 ), e AS (
     INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
-    SELECT %(job)s, j.version, 'step.started', %(name)s, %(message)s,
-           jsonb_build_object('attempt', (SELECT attempts FROM s)), now()
+    SELECT %(job)s, j.version, 'phase.started', %(name)s, 'Phase ' || (SELECT phase FROM s) || ' started.',
+           '{{}}'::jsonb, now()
     FROM j
 )
-SELECT s.id, s.attempts, s.phase, j.version, j.tenant_id, j.tier, j.context,
+SELECT s.id, s.attempts, s.phase, job.version, job.status, job.tenant_id, job.tier, job.context,
        t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values
 FROM s
-LEFT JOIN j ON true
-LEFT JOIN tenants_tenant t ON t.id = j.tenant_id
-LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = j.tenant_id
+JOIN {JOB_TABLE} job ON job.id = %(job)s
+JOIN tenants_tenant t ON t.id = job.tenant_id
+LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = job.tenant_id
 """
 
 SUCCEED_SQL = f"""
@@ -220,17 +221,13 @@ def claim_step(job_id, name: str) -> tuple[Claim | None, StepRun | None]:
     owner = f"{worker_identity()}:{time.monotonic_ns()}"
     lease = lease_until(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "lease": lease,
-                                   "message": f"{name} started."})
+        cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "lease": lease})
         row = cursor.fetchone()
     if row is None:
         return _take_over_lapsed(job_id, name, owner)
-    step_id, attempts, phase, version, tenant_id, tier, context, *tenant_row = row
-    if version is None:
-        # The job left RUNNING between our check and our update (a cancel): give the step back.
-        StepRun.objects.filter(id=step_id, claimed_by=owner).update(
-            status=StepStatus.PENDING, attempts=F("attempts") - 1, claimed_by="", lease_expires_at=None)
-        return None, StepRun.objects.filter(id=step_id).first()
+    # The job's status is checked in the claim's snapshot: a cancel that commits while we
+    # claim finds this step RUNNING, lets it finish, then undoes it (as for any running step).
+    step_id, attempts, phase, version, job_status, tenant_id, tier, context, *tenant_row = row
     t_name, t_slug, t_tier, t_status, t_region, t_email, t_principal, t_settings = tenant_row
     # Django leaves jsonb undecoded on raw cursors (JSONField decodes it); decode it here.
     context, t_settings = _json(context), _json(t_settings)
