@@ -199,7 +199,7 @@ def dashboard_view(request: HttpRequest):
         "waiting": dashboard.waiting_for_retry(),
         "failed_jobs": dashboard.failed_jobs(),
         "failure_events": dashboard.failure_events(),
-        "chart": dashboard.step_chart_svg(),
+        "chart": dashboard.step_chart_svg(dashboard.chart_rows()),
         "can_act": request.user.has_perm("provisioning.change_provisioningjob"),
     }
     return TemplateResponse(request, "provisioning/dashboard.html", context)

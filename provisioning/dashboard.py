@@ -6,18 +6,22 @@ module only counts, lists and draws.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Sum
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from billing.models import Tier
-from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob
+from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, StepRun
 from provisioning.plans import PLANS, plan_for
 from provisioning.selectors import provisioning_status, step_statistics
 
 FAILURE_EVENTS = ("job.retry_scheduled", "job.rolling_back", "job.failed", "step.compensation_failed")
+# The events that record a failed attempt of the step they name.
+STEP_FAILURE_EVENTS = ("job.retry_scheduled", "job.rolling_back", "step.failed")
+STATS_WINDOW = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,31 @@ def job_timeline(job: ProvisioningJob) -> tuple[dict, list[TimelinePhase]]:
 # --- the step chart -----------------------------------------------------------------------------------------
 
 
+def step_failure_rates() -> dict[str, tuple[int, int]]:
+    """Per step over the last 30 days: (failed attempts, attempts).
+
+    A step that failed and then succeeded on a retry keeps no error on its row,
+    so failed attempts are counted from the events that record them.
+    """
+    since = timezone.now() - STATS_WINDOW
+    failed = dict(ProvisioningEvent.objects.filter(created_at__gte=since, kind__in=STEP_FAILURE_EVENTS)
+                  .exclude(step="").values("step").annotate(n=Count("id")).values_list("step", "n").order_by())
+    attempts = dict(StepRun.objects.filter(started_at__gte=since).values("name")
+                    .annotate(n=Sum("attempts")).values_list("name", "n").order_by())
+    return {name: (failed.get(name, 0), max(attempts.get(name) or 0, failed.get(name, 0)))
+            for name in set(failed) | set(attempts)}
+
+
+def chart_rows() -> dict[str, dict]:
+    """step_statistics' durations, with failure rates over every attempt."""
+    stats = {name: dict(row) for name, row in step_statistics(refresh=True).items()}
+    for name, (failures, attempts) in step_failure_rates().items():
+        row = stats.setdefault(name, {"runs": 0, "medianMs": None, "p95Ms": None})
+        row["failures"], row["attempts"] = failures, attempts
+        row["failureRate"] = failures / attempts if attempts else 0.0
+    return stats
+
+
 def _step_order() -> list[str]:
     names: list[str] = []
     for tier in ("ENTERPRISE", "PROFESSIONAL", "FREE"):
@@ -143,7 +172,7 @@ def step_chart_svg(stats: dict[str, dict] | None = None) -> SafeString:
 
     Durations share one linear scale (the largest p95); failure rates have their own (0-100 %).
     """
-    stats = step_statistics() if stats is None else stats
+    stats = chart_rows() if stats is None else stats
     names = [name for name in _step_order() if name in stats] + sorted(set(stats) - set(_step_order()))
     if not names:
         return mark_safe('<p class="chart-empty">No finished steps in the last 30 days yet.</p>')
@@ -167,7 +196,7 @@ def step_chart_svg(stats: dict[str, dict] | None = None) -> SafeString:
         y = 34 + index * row_h
         p95 = row["p95Ms"] or 0
         median = row["medianMs"] or 0
-        rate = row["failureRate"] or 0.0
+        rate = row.get("failureRate") or 0.0
         p95_w = max(p95 / longest * bar_w, 1 if p95 else 0)
         median_w = max(median / longest * bar_w, 1 if median else 0)
         parts.append(
@@ -181,7 +210,8 @@ def step_chart_svg(stats: dict[str, dict] | None = None) -> SafeString:
             f'{_ms(row["medianMs"])} / {_ms(row["p95Ms"])}</text>'
             f'<rect class="rate-track" x="{rate_x}" y="{y + 5}" width="{rate_w - 50}" height="12"/>'
             f'<rect class="rate" x="{rate_x}" y="{y + 5}" width="{rate * (rate_w - 50):.1f}" height="12">'
-            f'<title>{escape(name)}: {row["failures"]} failed attempt(s), {row["runs"]} success(es)</title></rect>'
+            f'<title>{escape(name)}: {row.get("failures", 0)} of {row.get("attempts", row["runs"])} attempt(s) failed'
+            f'</title></rect>'
             f'<text class="value" x="{rate_x + rate_w - 44}" y="{y + 15}">{rate * 100:.0f} %</text>'
             '</g>'
         )

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from iam.services import operator_get_or_create
-from provisioning.models import ProvisioningJob, StepRun
+from provisioning.models import ProvisioningEvent, ProvisioningJob, StepRun
 from provisioning.plans import plan_for
 
 from .helpers import quiet_tenant
@@ -36,8 +36,10 @@ def waiting_job(tier: str = "FREE"):
                                duration_ms=12 if position < 2 else None,
                                succeeded_at=timezone.now() if position == 0 else None,
                                error="Step CONFIRM_TENANT_RECORD failed: simulated timeout" if position == 1 else "")
+    ProvisioningEvent.objects.create(job=job, seq=1, kind="job.retry_scheduled", step="CONFIRM_TENANT_RECORD",
+                                     message="Step CONFIRM_TENANT_RECORD failed: simulated timeout")
     ProvisioningJob.objects.filter(id=job.id).update(
-        status="RETRY_SCHEDULED", retry_count=1, next_retry_at=timezone.now() + timezone.timedelta(hours=1),
+        status="RETRY_SCHEDULED", version=1, retry_count=1, next_retry_at=timezone.now() + timezone.timedelta(hours=1),
         error_message="Step CONFIRM_TENANT_RECORD failed: simulated timeout", started_at=timezone.now())
     return tenant, ProvisioningJob.objects.get(id=job.id)
 
@@ -65,6 +67,7 @@ def test_dashboard_shows_counts_live_rows_waiting_jobs_failures_and_the_chart(st
     assert reverse("admin:provisioning_provisioningjob_retry_now", args=[job.id]) in html
     assert "simulated timeout" in html, "failures show their message"
     assert "<svg" in html and 'data-step="VALIDATE_INPUT"' in html, "the step chart is drawn on the server"
+    assert "CONFIRM_TENANT_RECORD: 1 of 1 attempt(s) failed" in html, "a failed attempt counts, retried or not"
     assert "provisioning/dashboard.js" in html and "//cdn" not in html
 
 
