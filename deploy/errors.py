@@ -19,7 +19,7 @@ class InfraError(Exception):
         self.retry_after = retry_after
 
     def describe(self) -> str:
-        parts = [self.message]
+        parts = [self.message.rstrip(".")]
         if self.provider_message and self.provider_message not in self.message:
             parts.append(f"provider said: {self.provider_message}")
         if self.hint:

@@ -185,7 +185,10 @@ class HelmReleaseDriver:
     # --- the in-process engine ---------------------------------------------------------
 
     def _cluster(self, spec: TenantSpec) -> ClusterRef | None:
-        return spec.cluster or self.default_cluster
+        cluster = spec.cluster
+        if cluster is None or not (cluster.api_endpoint or cluster.credentials_ref):
+            return self.default_cluster  # a cluster row not filled in yet: the default cluster
+        return cluster
 
     def _config(self, spec: TenantSpec):
         helm = _helm()

@@ -164,8 +164,13 @@ class KubernetesClusterDriver:
     # --- clients ------------------------------------------------------------------
 
     def api_client(self, cluster: ClusterRef | None) -> k8s.ApiClient:
-        """One ApiClient (one connection pool) per cluster, built on first use."""
-        cluster = cluster or self.default_cluster
+        """One ApiClient (one connection pool) per cluster, built on first use.
+
+        A cluster row with neither an endpoint nor credentials (the seeded shared clusters
+        before an operator fills them in) means the default one: MATIH_KUBECONFIG / MATIH_KUBE_API.
+        """
+        if cluster is None or not (cluster.api_endpoint or cluster.credentials_ref):
+            cluster = self.default_cluster
         if cluster is None:
             raise PermanentInfraError("no Kubernetes cluster for this tenant",
                                       hint="set MATIH_KUBE_API or select a cluster first")
