@@ -6,7 +6,6 @@ from django.db import connection, transaction
 from deploy.errors import TransientInfraError
 from deploy.models import Cluster, ClusterSlot
 
-
 SLOT_TABLE = ClusterSlot._meta.db_table
 CLUSTER_TABLE = Cluster._meta.db_table
 

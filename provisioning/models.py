@@ -38,7 +38,9 @@ class ProvisioningJob(models.Model):
     """One provisioning attempt of a tenant (the seed's TenantProvisioningJob)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="provisioning_jobs")
+    # Indexed by job_tenant_recent (tenant, -created_at): no second index to maintain on every insert.
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="provisioning_jobs",
+                               db_index=False)
     tier = models.CharField(max_length=16, choices=Tier.choices)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
     # The state machine state: INITIAL, a phase of the tier's plan, or COMPLETED.
@@ -98,7 +100,8 @@ class StepRun(models.Model):
     """One step of a job's plan: its status, attempts, outputs (for rollback) and error."""
 
     id = models.BigAutoField(primary_key=True)
-    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="steps")
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="steps",
+                            db_index=False)  # step_unique_per_job (job, name) serves lookups by job
     name = models.CharField(max_length=64)
     phase = models.CharField(max_length=40)
     position = models.PositiveSmallIntegerField()
@@ -120,7 +123,8 @@ class StepRun(models.Model):
     class Meta:
         ordering = ["position"]
         constraints = [models.UniqueConstraint(fields=["job", "name"], name="step_unique_per_job")]
-        indexes = [models.Index(fields=["name", "status", "finished_at"], name="step_name_status")]
+        # For the step statistics (the last 30 days). Not on status: a claim then stays a HOT update.
+        indexes = [models.Index(fields=["finished_at"], name="step_finished")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
@@ -130,7 +134,8 @@ class ProvisioningEvent(models.Model):
     """What happened to a job, in order (seq is per job)."""
 
     id = models.BigAutoField(primary_key=True)
-    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="events")
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="events",
+                            db_index=False)  # event_unique_seq (job, seq) serves lookups by job
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=40)
     step = models.CharField(max_length=64, blank=True, default="")

@@ -22,12 +22,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
-from psycopg.types.json import Jsonb
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from deploy.backend import backend_for
 from deploy.errors import InfraError, TransientInfraError
@@ -36,7 +37,7 @@ from provisioning.models import JobStatus, ProvisioningJob, StepRun, StepStatus
 from provisioning.plans import Plan, plan_for
 from provisioning.publish import publish_change
 from provisioning.spec import namespace_for
-from provisioning.states import Expr, backoff_seconds, lease_until, record, transition
+from provisioning.states import backoff_seconds, lease_until, record, transition
 from provisioning.steps import IMPLEMENTATIONS, StepContext
 from tenants.models import DeploymentType, Tenant, TenantStatus
 
@@ -183,7 +184,10 @@ WITH s AS (
     WHERE id = %(step)s AND status = 'RUNNING' AND claimed_by = %(owner)s
     RETURNING id
 ), j AS (
-    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(), lease_expires_at = %(lease)s,
+    -- The lease moves only once half of it is used: an unchanged indexed column keeps the update HOT.
+    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(),
+        lease_expires_at = CASE WHEN lease_expires_at IS NULL OR lease_expires_at < %(renew_before)s
+                                THEN %(lease)s ELSE lease_expires_at END,
         succeeded_steps = array_append(succeeded_steps, %(name)s), context = context || %(context)s
     WHERE id = %(job)s AND EXISTS (SELECT 1 FROM s)
     RETURNING version, status, succeeded_steps, tenant_id
@@ -313,10 +317,12 @@ def _elapsed_ms(started: float) -> int:
 
 def succeed_step(job_id, plan: Plan, claim: Claim, name: str, outputs: dict, context_updates: dict,
                  started: float) -> None:
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(SUCCEED_SQL, {
             "step": claim.step_id, "owner": claim.owner, "outputs": Jsonb(outputs), "duration": _elapsed_ms(started),
-            "lease": lease_until(timezone.now()), "name": name, "context": Jsonb(context_updates), "job": job_id,
+            "lease": lease_until(now), "renew_before": now + timedelta(seconds=settings.MATIH_STEP_LEASE / 2),
+            "name": name, "context": Jsonb(context_updates), "job": job_id,
             "message": f"{name} succeeded.",
         })
         row = cursor.fetchone()

@@ -10,7 +10,6 @@ nothing more.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
 
@@ -40,21 +39,10 @@ class IllegalTransition(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Expr:
-    """A raw SQL expression for a column, e.g. Expr("retry_count + 1")."""
-
-    sql: str
-    params: tuple = ()
-
-
 def _assignments(fields: dict) -> tuple[list[str], list]:
     parts, params = [], []
     for column, value in fields.items():
-        if isinstance(value, Expr):
-            parts.append(f"{column} = {value.sql}")
-            params.extend(value.params)
-        elif column == "context_merge":
+        if column == "context_merge":
             parts.append("context = context || %s")
             params.append(Jsonb(value))
         elif isinstance(value, dict):

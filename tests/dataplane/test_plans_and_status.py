@@ -63,9 +63,9 @@ def test_backoff_follows_the_ladder_with_bounded_jitter_and_honours_retry_after(
 
 @pytest.mark.django_db(transaction=True)
 def test_illegal_transitions_are_refused_and_lost_races_change_nothing(seeded, operator_client):
-    from .helpers import register
-
     from django.db import transaction as db_transaction
+
+    from .helpers import register
 
     tenant = register(operator_client, tier="FREE")
     job = ProvisioningJob.objects.get(tenant_id=tenant["id"])

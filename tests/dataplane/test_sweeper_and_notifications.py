@@ -175,10 +175,9 @@ def test_webhooks_are_signed_and_a_failing_endpoint_never_blocks_the_job(datapla
 
 
 def test_beat_runs_the_sweeper_from_its_periodic_task(dataplane, operator_client, monkeypatch, test_output_dir):
-    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
 
     from provisioning.seed import SWEEP_TASK, ensure_sweep_periodic_task
-    from django_celery_beat.models import IntervalSchedule, PeriodicTasks
 
     ensure_sweep_periodic_task(IntervalSchedule, PeriodicTask, PeriodicTasks)  # the migration's data, re-seeded
     task = PeriodicTask.objects.get(task=SWEEP_TASK)

@@ -15,8 +15,8 @@ import pytest
 from deploy.database import tenant_identifier
 from provisioning import orchestrator, services
 from provisioning.models import ProvisioningJob, StepRun
-from tests.dataplane.helpers import register
 from tests.dataplane.conftest import fast_settings, seeded  # noqa: F401  (fixtures)
+from tests.dataplane.helpers import register
 from tests.drivers.test_real_backend import cloud  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
