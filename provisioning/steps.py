@@ -8,10 +8,13 @@ returns the outputs to record (the external ids, for rollback); each
 from __future__ import annotations
 
 import re
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
 from django.conf import settings
+from django.db import connection as db_connection
 
 from billing.models import Tier
 from deploy import clusters
@@ -130,12 +133,34 @@ def _terraform_variables(ctx: StepContext) -> dict:
     return {"tenant_slug": tenant.slug, "location": tenant.region, **ctx.spec.custom_config.get("terraform", {})}
 
 
+@contextmanager
+def _lock_renewed(lock, key: str, owner: str, ttl: int):
+    """Keep the job's hold on the state lock alive while a long apply or destroy runs."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(ttl / 3):
+                lock.renew(key, owner, ttl)
+        finally:
+            db_connection.close()  # this thread's own connection (the simulated lock uses the database)
+
+    thread = threading.Thread(target=renew, name="matih-terraform-lock", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def terraform_apply(ctx: StepContext) -> dict:
     lock = ctx.backend.lock
     if not lock.renew(ctx.lock_key, ctx.job_id, TERRAFORM_LOCK_TTL):
         raise TransientInfraError("The Terraform state lock was lost before the apply.",
                                   hint="The job retries from acquiring the lock.")
-    outputs = ctx.backend.terraform.apply(ctx.spec, _terraform_variables(ctx))
+    with _lock_renewed(lock, ctx.lock_key, ctx.job_id, TERRAFORM_LOCK_TTL):
+        outputs = ctx.backend.terraform.apply(ctx.spec, _terraform_variables(ctx))
     cluster = clusters.register_dedicated_cluster(
         name=outputs["cluster_name"], region=ctx.tenant.region, api_endpoint=outputs.get("api_endpoint", ""),
         credentials_ref=outputs.get("kubeconfig_ref", f"aks-{ctx.tenant.slug}"),
