@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-def dispatch_job(job_id) -> None:
+def dispatch_job(job_id, tier: str | None = None) -> None:
     from provisioning.tasks import start_job
 
-    start_job.delay(str(job_id))
+    start_job.delay(str(job_id), tier)

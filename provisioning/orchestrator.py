@@ -33,7 +33,7 @@ from psycopg.types.json import Jsonb
 from deploy.backend import backend_for
 from deploy.errors import InfraError, TransientInfraError
 from provisioning import heartbeat
-from provisioning.models import JobStatus, ProvisioningJob, StepRun, StepStatus
+from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, StepRun, StepStatus
 from provisioning.plans import Plan, plan_for
 from provisioning.publish import publish_change
 from provisioning.spec import namespace_for
@@ -46,6 +46,7 @@ log = logging.getLogger("matih.orchestrator")
 S = JobStatus
 STEP_TABLE = StepRun._meta.db_table
 JOB_TABLE = ProvisioningJob._meta.db_table
+EVENT_TABLE = ProvisioningEvent._meta.db_table
 ACTIVE_STEP_STATUSES = (StepStatus.RUNNING, StepStatus.COMPENSATING)
 
 
@@ -109,37 +110,48 @@ def ensure_step_runs(job: ProvisioningJob) -> None:
     )
 
 
-def start_job(job_id) -> bool:
-    """PENDING -> RUNNING, make its steps, send the first. False if it was not PENDING."""
-    now = timezone.now()
-    with transaction.atomic():
-        job = ProvisioningJob.objects.filter(id=job_id).only("id", "tier", "tenant_id").first()
-        if job is None:
+START_SQL = f"""
+WITH j AS (
+    UPDATE {JOB_TABLE} SET status = 'RUNNING', version = version + 1, updated_at = now(), started_at = now(),
+        lease_owner = %(owner)s, lease_expires_at = %(lease)s, current_state = %(first_phase)s
+    WHERE id = %(job)s AND status = 'PENDING' AND tier = %(tier)s
+    RETURNING version, tenant_id
+), s AS (
+    INSERT INTO {STEP_TABLE} (job_id, name, phase, position, status, attempts, compensation_attempts, error,
+                              outputs, claimed_by)
+    SELECT %(job)s, step.name, step.phase, step.position, 'PENDING', 0, 0, '', '{{}}'::jsonb, ''
+    FROM unnest(%(names)s::varchar[], %(phases)s::varchar[], %(positions)s::int[]) AS step(name, phase, position)
+    WHERE EXISTS (SELECT 1 FROM j)
+    ON CONFLICT (job_id, name) DO NOTHING
+), e AS (
+    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
+    SELECT %(job)s, j.version, 'job.started', '', %(message)s, '{{}}'::jsonb, now() FROM j
+)
+SELECT version, tenant_id FROM j
+"""
+
+
+def start_job(job_id, tier: str | None = None) -> bool:
+    """PENDING -> RUNNING, make its steps, send the first, in one statement. False if it was not PENDING."""
+    if tier is None:
+        tier = ProvisioningJob.objects.filter(id=job_id).values_list("tier", flat=True).first()
+        if tier is None:
             return False
-        plan = plan_for(job.tier)
-        version = transition(job_id, from_=[S.PENDING], to=S.RUNNING, event="job.started",
-                             message=f"Provisioning a {job.tier} tenant.", started_at=now,
-                             lease_owner=worker_identity(), lease_expires_at=lease_until(now),
-                             current_state=plan.phases[0])
-        if version is None:
-            return False
-        ensure_step_runs(job)
-        _on_commit_publish(job.tenant_id, job_id, version, S.RUNNING)
-    send_steps(job_id, ready_steps(plan, {step.name: StepStatus.PENDING for step in plan.steps}))
+    plan = plan_for(tier)
+    with connection.cursor() as cursor:
+        cursor.execute(START_SQL, {
+            "job": job_id, "tier": tier, "owner": worker_identity(), "lease": lease_until(timezone.now()),
+            "first_phase": plan.phases[0], "message": f"Provisioning a {tier} tenant.",
+            "names": [step.name for step in plan.steps], "phases": [step.phase for step in plan.steps],
+            "positions": list(range(len(plan.steps))),
+        })
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    version, tenant_id = row
+    publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.RUNNING)
+    send_steps(job_id, [step.name for step in plan.steps if plan.is_ready(step, set())])
     return True
-
-
-def continue_job(job_id) -> None:
-    """Send whatever is ready now (used after a resume and by duplicate deliveries)."""
-    job = ProvisioningJob.objects.filter(id=job_id).only("id", "tier", "status").first()
-    if job is None or job.status != S.RUNNING:
-        return
-    statuses = dict(StepRun.objects.filter(job_id=job_id).values_list("name", "status"))
-    plan = plan_for(job.tier)
-    if current_phase(plan, statuses) == "COMPLETED":
-        complete_job(job_id)
-    else:
-        send_steps(job_id, ready_steps(plan, statuses))
 
 
 # --- running one step -------------------------------------------------------------------------------------
@@ -148,8 +160,6 @@ def continue_job(job_id) -> None:
 # RUNNING with its lease, the job's phase when a phase starts, and the job and
 # tenant read back) and the success (step SUCCEEDED, the job's succeeded_steps
 # appended under its row lock, the job's lease pushed forward, an event).
-
-EVENT_TABLE = "provisioning_provisioningevent"
 
 CLAIM_SQL = f"""
 WITH s AS (
@@ -335,8 +345,8 @@ def succeed_step(job_id, plan: Plan, claim: Claim, name: str, outputs: dict, con
             send_compensation(job_id)  # the compensator was waiting for this step to finish
         return
     succeeded = set(succeeded)
-    if len(succeeded) == len(plan.steps) and succeeded == set(plan.step_names):
-        complete_job(job_id)
+    if succeeded == set(plan.step_names):
+        complete_job(job_id, slug=claim.tenant.slug, tier=claim.tier)
     else:
         send_steps(job_id, plan.newly_ready(succeeded, name))
 
@@ -384,30 +394,48 @@ def fail_step(job_id, claim: Claim, name: str, error: InfraError, started: float
 # --- completion ------------------------------------------------------------------------------------------
 
 
-def complete_job(job_id) -> bool:
-    """RUNNING -> COMPLETED and the tenant ACTIVE, in one transaction (all steps succeeded)."""
-    now = timezone.now()
-    with transaction.atomic():
-        job = ProvisioningJob.objects.filter(id=job_id).only("id", "tier", "tenant_id", "context").first()
-        statuses = dict(StepRun.objects.filter(job_id=job_id).values_list("name", "status"))
-        if job is None or current_phase(plan_for(job.tier), statuses) != "COMPLETED":
+COMPLETE_SQL = f"""
+WITH j AS (
+    UPDATE {JOB_TABLE} SET status = 'COMPLETED', version = version + 1, updated_at = now(), completed_at = now(),
+        current_state = 'COMPLETED', lease_expires_at = NULL, next_retry_at = NULL, error_message = ''
+    WHERE id = %(job)s AND status = 'RUNNING' AND succeeded_steps @> %(steps)s::varchar[]
+    RETURNING version, tenant_id, context -> 'cluster' ->> 'name' AS cluster
+), t AS (
+    UPDATE tenants_tenant SET status = 'ACTIVE', provisioned_at = now(), error_message = '', updated_at = now(),
+        deployment_type = %(deployment_type)s, kubernetes_namespace = %(namespace)s,
+        azure_aks_cluster_name = j.cluster, dns_zone = %(dns_zone)s
+    FROM j WHERE tenants_tenant.id = j.tenant_id
+), e AS (
+    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
+    SELECT %(job)s, j.version, 'job.completed', '', 'Provisioning completed; the tenant is ACTIVE.',
+           '{{}}'::jsonb, now() FROM j
+)
+SELECT version, tenant_id FROM j
+"""
+
+
+def complete_job(job_id, *, slug: str | None = None, tier: str | None = None) -> bool:
+    """RUNNING -> COMPLETED and the tenant ACTIVE, in one statement, once every step has succeeded.
+
+    Only a verified tenant becomes ACTIVE: VERIFY_CONNECTIVITY is one of the steps required here.
+    """
+    if slug is None or tier is None:
+        slug, tier = Tenant.objects.filter(provisioning_jobs__id=job_id).values_list("slug", "tier").first() \
+            or (None, None)
+        if slug is None:
             return False
-        version = transition(job_id, from_=[S.RUNNING], to=S.COMPLETED, event="job.completed",
-                             message="Provisioning completed; the tenant is ACTIVE.", completed_at=now,
-                             current_state="COMPLETED", lease_expires_at=None,
-                             next_retry_at=None, error_message="")
-        if version is None:
-            return False
-        tenant = Tenant.objects.only("slug", "tier").get(id=job.tenant_id)
-        cluster = job.context.get("cluster") or {}
-        Tenant.objects.filter(id=job.tenant_id).update(
-            status=TenantStatus.ACTIVE, provisioned_at=now, error_message="",
-            deployment_type=DeploymentType.DEDICATED if tenant.tier == "ENTERPRISE" else DeploymentType.SHARED,
-            kubernetes_namespace=namespace_for(tenant.slug), azure_aks_cluster_name=cluster.get("name"),
-            dns_zone=f"{tenant.slug}.{settings.MATIH_DNS_PARENT_ZONE}", updated_at=now,
-        )
-        _on_commit_publish(job.tenant_id, job_id, version, S.COMPLETED)
-        transaction.on_commit(lambda: _notify(job_id))
+    with connection.cursor() as cursor:
+        cursor.execute(COMPLETE_SQL, {
+            "job": job_id, "steps": list(plan_for(tier).step_names), "namespace": namespace_for(slug),
+            "deployment_type": DeploymentType.DEDICATED if tier == "ENTERPRISE" else DeploymentType.SHARED,
+            "dns_zone": f"{slug}.{settings.MATIH_DNS_PARENT_ZONE}",
+        })
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    version, tenant_id = row
+    publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.COMPLETED)
+    _notify(job_id)
     return True
 
 

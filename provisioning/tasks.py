@@ -11,8 +11,8 @@ from provisioning import notifications, orchestrator, sweeper
 
 
 @shared_task(name="provisioning.start_job")
-def start_job(job_id: str) -> bool:
-    return orchestrator.start_job(job_id)
+def start_job(job_id: str, tier: str | None = None) -> bool:
+    return orchestrator.start_job(job_id, tier)
 
 
 @shared_task(name="provisioning.run_step")
