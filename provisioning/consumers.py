@@ -5,83 +5,96 @@ logged-in staff session; close 4401 when unauthenticated and 4404 for an
 unknown or foreign tenant; send the current status on connect, then one
 message per change. The close codes are only visible to a client whose
 connection was accepted, so the consumers accept first and then close.
+
+Hints do not come through a channel per connection: the process's Hub
+(provisioning.live) receives them once and offers each status it reads to the
+connections, which send it if it is newer than what they sent.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from channels.db import database_sync_to_async
-from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from provisioning.live import (
-    Viewer,
-    dashboard_snapshots,
-    hint_mark,
-    is_newer,
-    shared_reader,
-    viewer_from_scope,
-)
-from provisioning.publish import DASHBOARD_GROUP, tenant_group
+from provisioning.live import Snapshot, dashboard_snapshots, hub, is_newer, shared_reader, viewer_from_scope
+
+log = logging.getLogger("matih.live")
 
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
-    async def dispatch(self, message: dict) -> None:
-        """Channels' dispatch without its hop to the sync thread before every message.
+    """A listener: its messages come from the hub, it has no channel-layer channel of its own."""
 
-        Channels closes stale database connections before each handler, in the one
-        thread that also runs database_sync_to_async. With hundreds of subscribers
-        those hops queued up behind each other on every hint (tens of ms). These
-        handlers reach the database only through database_sync_to_async, which
-        closes stale connections around each call itself.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+    channel_layer_alias = "live-connections-use-the-hub"  # not configured: Channels gives it no channel
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._outbox: dict[str, str] = {}  # what to send next, newest per tenant, in order
+        self._sender: asyncio.Task | None = None
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        """Clients only listen; what they send is ignored."""
+
+    def _queue(self, key: str, text: str) -> None:
+        self._outbox.pop(key, None)
+        self._outbox[key] = text
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_outbox())
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            key = next(iter(self._outbox))
+            text = self._outbox.pop(key)
+            try:
+                await self.send(text_data=text)
+            except Exception:  # the client went away; websocket_disconnect cleans up
+                self._outbox.clear()
+                return
+
+    async def websocket_disconnect(self, message) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+        await super().websocket_disconnect(message)
 
 
 class TenantStatusConsumer(LiveConsumer):
     """/ws/tenants/{id}/provisioning/: the tenant's status now, then on every change."""
 
+    tenant_id: str | None = None
+    last: tuple | None = None
+    subscribed = False
+
     async def connect(self) -> None:
         await self.accept()
         self.tenant_id = str(self.scope["url_route"]["kwargs"]["tenant_id"])
-        self.last = None
-        viewer: Viewer | None = await database_sync_to_async(viewer_from_scope)(self.scope)
+        viewer = await database_sync_to_async(viewer_from_scope)(self.scope)
         if viewer is None:
             await self.close(code=UNAUTHENTICATED)
             return
         if await database_sync_to_async(viewer.tenant)(self.tenant_id) is None:
             await self.close(code=NOT_FOUND)
             return
-        # Join before reading: a change that commits after the read is then hinted to us.
-        group = tenant_group(self.tenant_id)
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.groups = [group]  # left again by the base class on disconnect
-        snapshot = await shared_reader().read(self.tenant_id, since=time.monotonic())
-        await self._send(snapshot)
+        # Subscribe before reading: a change that commits after the read is then offered to us.
+        await hub().subscribe_tenant(self.tenant_id, self)
+        self.subscribed = True
+        self.offer(await shared_reader().read(self.tenant_id, since=time.monotonic()))
 
-    async def receive(self, text_data=None, bytes_data=None) -> None:
-        """Clients only listen; what they send is ignored."""
+    async def disconnect(self, code) -> None:
+        if self.subscribed:
+            self.subscribed = False
+            await hub().unsubscribe_tenant(self.tenant_id, self)
 
-    async def provisioning_changed(self, hint: dict) -> None:
-        received = time.monotonic()
-        if self.last is not None and not is_newer(hint_mark(hint), self.last):
-            return  # already sent: a hint that was overtaken while we read
-        snapshot = await shared_reader().read(self.tenant_id, since=received, hint=hint)
-        await self._send(snapshot)
-
-    async def _send(self, snapshot) -> None:
+    def offer(self, snapshot: Snapshot | None) -> None:
         if snapshot is None:  # the tenant was deleted
-            await self.close(code=NOT_FOUND)
-            return
-        if is_newer(snapshot.mark, self.last):
+            asyncio.create_task(self.close(code=NOT_FOUND))
+        elif is_newer(snapshot.mark, self.last):
             self.last = snapshot.mark
-            await self.send(text_data=snapshot.text)
+            self._queue(self.tenant_id, snapshot.text)
 
 
 class DashboardConsumer(LiveConsumer):
@@ -91,6 +104,8 @@ class DashboardConsumer(LiveConsumer):
     one message per change of any tenant, each with the tenant's slug and name.
     """
 
+    subscribed = False
+
     async def connect(self) -> None:
         await self.accept()
         self.last: dict[str, tuple] = {}
@@ -98,28 +113,20 @@ class DashboardConsumer(LiveConsumer):
         if viewer is None or not viewer.is_operator:
             await self.close(code=UNAUTHENTICATED)
             return
-        await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
-        self.groups = [DASHBOARD_GROUP]
+        await hub().subscribe_dashboard(self)
+        self.subscribed = True
         for snapshot in await database_sync_to_async(dashboard_snapshots)():
-            await self._send(snapshot)
+            self.offer(snapshot)
 
-    async def receive(self, text_data=None, bytes_data=None) -> None:
-        """Clients only listen; what they send is ignored."""
+    async def disconnect(self, code) -> None:
+        if self.subscribed:
+            self.subscribed = False
+            await hub().unsubscribe_dashboard(self)
 
-    async def provisioning_changed(self, hint: dict) -> None:
-        received = time.monotonic()
-        tenant_id = hint.get("tenantId")
-        if not tenant_id:
+    def offer(self, snapshot: Snapshot | None) -> None:
+        if snapshot is None:
             return
-        last = self.last.get(tenant_id)
-        if last is not None and not is_newer(hint_mark(hint), last):
-            return
-        snapshot = await shared_reader().read(tenant_id, since=received, hint=hint)
-        if snapshot is not None:
-            await self._send(snapshot)
-
-    async def _send(self, snapshot) -> None:
         tenant_id = snapshot.status["tenantId"]
         if is_newer(snapshot.mark, self.last.get(tenant_id)):
             self.last[tenant_id] = snapshot.mark
-            await self.send(text_data=snapshot.dashboard_text)
+            self._queue(tenant_id, snapshot.dashboard_text)

@@ -9,19 +9,23 @@ collapse into one message.
 
 Every subscriber of a tenant in a process needs the same read after a hint, so
 reads are shared: one database read per tenant and hint per process (a single
-flight), and the message is encoded to JSON once.
+flight), and the message is encoded to JSON once. Hints reach a process once,
+through its Hub, which offers each read to the process's subscribers.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,9 +33,12 @@ from django.utils import timezone
 from iam.auth import api_key_from_raw
 from iam.models import ApiKey
 from provisioning.models import TERMINAL_JOB_STATUSES, ProvisioningJob
+from provisioning.publish import DASHBOARD_GROUP, tenant_group
 from provisioning.selectors import provisioning_status
 from tenants.models import Tenant
 from tenants.selectors import tenant_visible_to
+
+log = logging.getLogger("matih.live")
 
 MESSAGE_TYPE = "provisioning.status"
 TERMINAL = frozenset(str(status) for status in TERMINAL_JOB_STATUSES)
@@ -252,3 +259,183 @@ def shared_reader() -> SnapshotReader:
     if reader is None:
         reader = _readers[loop] = SnapshotReader()
     return reader
+
+
+# --- the process's hub ------------------------------------------------------------------------------------
+
+
+class Subscriber(Protocol):
+    def offer(self, snapshot: Snapshot | None) -> None:
+        """Take a status read after a hint (None: the tenant is gone); never blocks."""
+
+
+TENANTS, DASHBOARD = "tenants", "dashboard"
+MEMBERSHIP_REFRESH_SECONDS = 3600.0  # channels-redis forgets group members after a day
+
+
+class Hub:
+    """This process's subscription to the hints, fanned out to its live connections.
+
+    1. One channel-layer channel for the tenant groups (a group is joined when the
+       first connection of its tenant arrives here, left when the last one goes)
+       and one for the dashboard's group, each drained by one reader task.
+    2. Hints for one tenant that arrive while its status is being read collapse
+       into the latest; each read (shared, see SnapshotReader) is offered to every
+       subscriber of the tenant in this process, which sends it if it is newer
+       than what it sent, from its own task, so a slow client holds up no one.
+
+    The alternative, a channel and a layer receive per connection, is what
+    Channels consumers do by default: channels-redis then hands each message from
+    one waiting receiver to the next, and with a few hundred connections per
+    process hints waited 100-200 ms before any handler ran (bench/ws_fanout.py).
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+        self._channels: dict[str, str] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._subscribers: dict[tuple[str, str], set[Subscriber]] = {}
+        self._joined: set[str] = set()
+        self._group_locks: dict[str, asyncio.Lock] = {}
+        self._pending: dict[tuple[str, str], tuple[dict, float]] = {}
+        self._fanning: dict[tuple[str, str], asyncio.Task] = {}
+
+    # subscriptions
+
+    async def subscribe_tenant(self, tenant_id: str, subscriber: Subscriber) -> None:
+        await self._subscribe(TENANTS, tenant_id, tenant_group(tenant_id), subscriber)
+
+    async def unsubscribe_tenant(self, tenant_id: str, subscriber: Subscriber) -> None:
+        await self._unsubscribe(TENANTS, tenant_id, tenant_group(tenant_id), subscriber)
+
+    async def subscribe_dashboard(self, subscriber: Subscriber) -> None:
+        await self._subscribe(DASHBOARD, "*", DASHBOARD_GROUP, subscriber)
+
+    async def unsubscribe_dashboard(self, subscriber: Subscriber) -> None:
+        await self._unsubscribe(DASHBOARD, "*", DASHBOARD_GROUP, subscriber)
+
+    def subscriber_count(self) -> int:
+        return sum(len(subscribers) for subscribers in self._subscribers.values())
+
+    async def _subscribe(self, kind: str, key: str, group: str, subscriber: Subscriber) -> None:
+        channel = await self._channel(kind)
+        async with self._group_lock(group):
+            self._subscribers.setdefault((kind, key), set()).add(subscriber)
+            if group not in self._joined:
+                await self.layer.group_add(group, channel)  # joined before the caller reads its snapshot
+                self._joined.add(group)
+
+    async def _unsubscribe(self, kind: str, key: str, group: str, subscriber: Subscriber) -> None:
+        async with self._group_lock(group):
+            subscribers = self._subscribers.get((kind, key))
+            if subscribers is None:
+                return
+            subscribers.discard(subscriber)
+            if subscribers:
+                return
+            del self._subscribers[(kind, key)]
+            if group in self._joined:
+                self._joined.discard(group)
+                try:
+                    await self.layer.group_discard(group, self._channels[kind])
+                except Exception:  # the membership expires on its own; stray hints find no subscriber
+                    log.warning("could not leave %s", group, exc_info=True)
+
+    def _group_lock(self, group: str) -> asyncio.Lock:
+        lock = self._group_locks.get(group)
+        if lock is None:
+            lock = self._group_locks[group] = asyncio.Lock()
+        return lock
+
+    async def _channel(self, kind: str) -> str:
+        channel = self._channels.get(kind)
+        if channel is None:
+            # The default prefix: channels-redis receives every process-local channel through
+            # one Redis key per prefix, and its receive lock assumes there is only one.
+            channel = await self.layer.new_channel()
+            if kind in self._channels:  # another subscriber made it meanwhile
+                return self._channels[kind]
+            self._channels[kind] = channel
+            self._tasks.append(asyncio.create_task(self._read(kind, channel), name=f"live-hub-{kind}"))
+            if len(self._tasks) == 1:
+                self._tasks.append(asyncio.create_task(self._refresh_memberships(), name="live-hub-refresh"))
+        return channel
+
+    # hints
+
+    async def _read(self, kind: str, channel: str) -> None:
+        while True:
+            try:
+                hint = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("live hints: the channel layer failed; retrying in 1 s", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            tenant_id = hint.get("tenantId")
+            if tenant_id:
+                self._hinted(kind, str(tenant_id), hint)
+
+    def _hinted(self, kind: str, tenant_id: str, hint: dict) -> None:
+        key = (kind, tenant_id if kind == TENANTS else "*")
+        if key not in self._subscribers:
+            return
+        self._pending[(kind, tenant_id)] = (hint, time.monotonic())
+        if (kind, tenant_id) not in self._fanning:
+            self._fanning[(kind, tenant_id)] = asyncio.create_task(self._fan_out(kind, tenant_id))
+
+    async def _fan_out(self, kind: str, tenant_id: str) -> None:
+        reader = shared_reader()
+        try:
+            while (kind, tenant_id) in self._pending:
+                hint, received = self._pending.pop((kind, tenant_id))
+                try:
+                    snapshot = await reader.read(tenant_id, since=received, hint=hint)
+                except Exception:
+                    log.warning("live status of tenant %s not read", tenant_id, exc_info=True)
+                    continue
+                if snapshot is None and kind == DASHBOARD:
+                    continue
+                for subscriber in list(self._subscribers.get((kind, tenant_id if kind == TENANTS else "*"), ())):
+                    subscriber.offer(snapshot)
+        finally:
+            self._fanning.pop((kind, tenant_id), None)
+
+    async def _refresh_memberships(self) -> None:
+        while True:
+            await asyncio.sleep(MEMBERSHIP_REFRESH_SECONDS)
+            for group in list(self._joined):
+                kind = DASHBOARD if group == DASHBOARD_GROUP else TENANTS
+                try:
+                    await self.layer.group_add(group, self._channels[kind])
+                except Exception:
+                    log.warning("could not renew %s", group, exc_info=True)
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """The hub of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub(get_channel_layer())
+    return found
+
+
+class LatestSnapshot:
+    """A subscriber for a stream that pulls: it keeps the newest status offered and wakes the puller."""
+
+    def __init__(self):
+        self.snapshot: Snapshot | None = None
+        self.gone = False
+        self.changed = asyncio.Event()
+
+    def offer(self, snapshot: Snapshot | None) -> None:
+        if snapshot is None:
+            self.gone = True
+        elif self.snapshot is None or is_newer(snapshot.mark, self.snapshot.mark):
+            self.snapshot = snapshot
+        self.changed.set()

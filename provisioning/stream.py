@@ -6,25 +6,21 @@ the current status first, then one event per change, a comment line as a
 heartbeat while nothing changes, and ends after the job's terminal status.
 
 It is an async view so that an open stream costs the ASGI server a coroutine,
-not a thread; it subscribes to the tenant's Channels group itself.
+not a thread; it subscribes to the tenant through the process's hub (the
+channel layer group, joined once per process) like the WebSocket consumer.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from iam.auth import api_key_from_raw
-from provisioning.live import Snapshot, hint_mark, is_newer, shared_reader
-from provisioning.publish import tenant_group
+from provisioning.live import LatestSnapshot, Snapshot, hub, is_newer, shared_reader
 from tenants.selectors import tenant_visible_to
-
-log = logging.getLogger("matih.stream")
 
 HEARTBEAT_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 3000
@@ -68,55 +64,37 @@ async def status_stream(request: HttpRequest, tenant_id) -> HttpResponse:
 
 
 async def status_events(tenant_id: str, *, heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
-    """The snapshot, then the newer statuses as hints arrive, until the job ends.
+    """The snapshot, then the newer statuses as they are offered, until the job ends.
 
-    1. Join the tenant's group on a channel of our own, then read the status:
-       a change that commits after the read is hinted to us.
-    2. A background task moves hints from the channel into a queue, so a
-       heartbeat timeout never interrupts the layer's receive.
-    3. On each hint newer than what was sent, read (shared with the other
-       subscribers of this process) and send if newer; stop after a terminal status.
+    1. Subscribe to the tenant through the process's hub, then read the status:
+       a change that commits after the read is offered to us.
+    2. Wait for the newest status offered (older ones offered meanwhile are
+       skipped), or send a comment line as a heartbeat when nothing came.
+    3. Stop after a terminal status, or when the tenant is gone.
     """
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = tenant_group(tenant_id)
-    await layer.group_add(group, channel)
-    hints: asyncio.Queue = asyncio.Queue(maxsize=100)
-
-    async def pump() -> None:
-        while True:
-            hint = await layer.receive(channel)
-            if hints.full():
-                hints.get_nowait()  # the newest hint is all that matters
-            hints.put_nowait(hint)
-
-    pumping = asyncio.create_task(pump())
-    reader = shared_reader()
+    latest = LatestSnapshot()
+    live = hub()
+    await live.subscribe_tenant(tenant_id, latest)
     try:
-        snapshot = await reader.read(tenant_id, since=time.monotonic())
+        snapshot = await shared_reader().read(tenant_id, since=time.monotonic())
         if snapshot is None:
             return
+        latest.offer(snapshot)
         yield _event(snapshot, first=True)
         last = snapshot.mark
         while not snapshot.is_final:
-            try:
-                hint = await asyncio.wait_for(hints.get(), heartbeat)
-            except TimeoutError:
-                if pumping.done():
-                    pumping.result()  # the layer failed: end the stream, the client reconnects
-                yield ": heartbeat\n\n"
-                continue
-            if not is_newer(hint_mark(hint), last):
-                continue
-            snapshot = await reader.read(tenant_id, since=time.monotonic(), hint=hint)
-            if snapshot is None:
+            if not latest.gone and not is_newer(latest.snapshot.mark, last):
+                latest.changed.clear()
+                try:
+                    await asyncio.wait_for(latest.changed.wait(), heartbeat)
+                except TimeoutError:
+                    yield ": heartbeat\n\n"
+                    continue
+            if latest.gone:
                 return
-            if is_newer(snapshot.mark, last):
+            if is_newer(latest.snapshot.mark, last):
+                snapshot = latest.snapshot
                 last = snapshot.mark
                 yield _event(snapshot)
     finally:
-        pumping.cancel()
-        try:
-            await layer.group_discard(group, channel)
-        except Exception:  # the stream is over either way; the membership expires
-            log.warning("could not leave %s", group, exc_info=True)
+        await live.unsubscribe_tenant(tenant_id, latest)
