@@ -157,7 +157,7 @@ def start_job(job_id, tier: str | None = None) -> bool:
 # --- running one step -------------------------------------------------------------------------------------
 #
 # The hot path is two statements per step, each one round trip: the claim (step
-# RUNNING with its lease, the job's phase when a phase starts, and the job and
+# RUNNING with its lease, the job's phase and version, an event, and the job and
 # tenant read back) and the success (step SUCCEEDED, the job's succeeded_steps
 # appended under its row lock, the job's lease pushed forward, an event).
 
@@ -169,17 +169,19 @@ WITH s AS (
       AND EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE id = %(job)s AND status = 'RUNNING')
     RETURNING id, attempts, phase
 ), j AS (
-    -- Only the first step of a phase moves the job's state (and records the phase's start).
+    -- A new version for the live views, and the job's state is the phase now running
+    -- (no indexed column changes: a HOT update).
     UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(), current_state = (SELECT phase FROM s)
-    WHERE id = %(job)s AND status = 'RUNNING' AND current_state <> (SELECT phase FROM s)
+    WHERE id = %(job)s AND status = 'RUNNING' AND EXISTS (SELECT 1 FROM s)
     RETURNING version
 ), e AS (
     INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
-    SELECT %(job)s, j.version, 'phase.started', %(name)s, 'Phase ' || (SELECT phase FROM s) || ' started.',
-           '{{}}'::jsonb, now()
+    SELECT %(job)s, j.version, 'step.started', %(name)s, %(message)s,
+           jsonb_build_object('attempt', (SELECT attempts FROM s)), now()
     FROM j
 )
-SELECT s.id, s.attempts, s.phase, job.version, job.status, job.tenant_id, job.tier, job.context,
+SELECT s.id, s.attempts, s.phase, coalesce((SELECT version FROM j), job.version), job.status, job.tenant_id,
+       job.tier, job.context,
        t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values
 FROM s
 JOIN {JOB_TABLE} job ON job.id = %(job)s
@@ -235,7 +237,8 @@ def claim_step(job_id, name: str) -> tuple[Claim | None, StepRun | None]:
     owner = f"{worker_identity()}:{time.monotonic_ns()}"
     lease = lease_until(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "lease": lease})
+        cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "lease": lease,
+                                   "message": f"{name} started."})
         row = cursor.fetchone()
     if row is None:
         return _take_over_lapsed(job_id, name, owner)

@@ -73,8 +73,12 @@ def test_illegal_transitions_are_refused_and_lost_races_change_nothing(seeded, o
         with db_transaction.atomic():
             transition(job.id, from_=["COMPLETED"], to="RUNNING", event="x")
     with db_transaction.atomic():
+        # Hold the row so that nothing else moves it while we look: only the CAS can.
+        before = ProvisioningJob.objects.select_for_update().get(id=job.id)
+        assert before.status != "RETRY_SCHEDULED"
         assert transition(job.id, from_=["RETRY_SCHEDULED"], to="RUNNING", event="x") is None
-    assert ProvisioningJob.objects.get(id=job.id).version == job.version
+        after = ProvisioningJob.objects.get(id=job.id)
+        assert (after.status, after.version) == (before.status, before.version)
     assert all(not ALLOWED_TRANSITIONS[s] for s in ("COMPLETED", "FAILED", "CANCELLED")), "terminal is terminal"
 
 
