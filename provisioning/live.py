@@ -280,7 +280,9 @@ class Hub:
        first connection of its tenant arrives here, left when the last one goes)
        and one for the dashboard's group, each drained by one reader task.
     2. Hints for one tenant that arrive while its status is being read collapse
-       into the latest; each read (shared, see SnapshotReader) is offered to every
+       into the latest. A hint is answered by a read that began after it arrived,
+       whatever version it names (a hint may name an older version than the one
+       its commit made), shared by all who wait (SnapshotReader), and offered to every
        subscriber of the tenant in this process, which sends it if it is newer
        than what it sent, from its own task, so a slow client holds up no one.
 
@@ -391,7 +393,7 @@ class Hub:
             while (kind, tenant_id) in self._pending:
                 hint, received = self._pending.pop((kind, tenant_id))
                 try:
-                    snapshot = await reader.read(tenant_id, since=received, hint=hint)
+                    snapshot = await reader.read(tenant_id, since=received)
                 except Exception:
                     log.warning("live status of tenant %s not read", tenant_id, exc_info=True)
                     continue
