@@ -207,3 +207,31 @@ def test_dashboard_socket_pushes_every_tenants_changes():
     assert snapshot["data"]["tenantId"] == str(tenant.id)
     assert pushed["data"]["tenantId"] == str(other.id) and pushed["data"]["jobStatus"] == "RUNNING"
     assert pushed["tenant"]["slug"] == other.slug
+
+
+def test_a_hint_naming_an_older_version_still_brings_the_newest_status():
+    """Hints only say "look again": the status sent is read after the hint arrived."""
+    tenant, job, key = quiet_tenant()
+
+    async def run():
+        from channels.db import database_sync_to_async
+        from channels.layers import get_channel_layer
+
+        from provisioning.publish import tenant_group
+
+        _, _, first, communicator = await _connect(tenant_path(tenant.id, key))
+
+        def start_silently():
+            with transaction.atomic():
+                transition(job.id, from_=["PENDING"], to="RUNNING", event="job.started", message="tests")
+
+        await database_sync_to_async(start_silently)()
+        stale = {"type": "provisioning.changed", "tenantId": str(tenant.id), "jobId": str(job.id),
+                 "version": first["data"]["version"], "jobStatus": "PENDING"}
+        await get_channel_layer().group_send(tenant_group(tenant.id), stale)
+        pushed = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return first, pushed
+
+    first, pushed = async_to_sync(run)()
+    assert pushed["data"]["jobStatus"] == "RUNNING" and pushed["data"]["version"] > first["data"]["version"]
