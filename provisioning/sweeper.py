@@ -28,6 +28,7 @@ from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, S
 from provisioning.orchestrator import ready_steps
 from provisioning.plans import plan_for
 from provisioning.publish import publish_change
+from tenants.services import purge_idempotency_records
 
 log = logging.getLogger("matih.sweeper")
 
@@ -44,6 +45,7 @@ class SweepReport:
     rolling_back: list[str] = field(default_factory=list)
     undispatched: list[str] = field(default_factory=list)
     webhooks: int = 0
+    idempotency_purged: int = 0
     claim_ms: float = 0.0
     dispatch_ms: float = 0.0
 
@@ -139,6 +141,7 @@ def sweep(*, now=None, batch: int = BATCH) -> SweepReport:
         start_job_task.delay(str(job_id))
         report.undispatched.append(str(job_id))
     report.webhooks = resend_overdue_webhooks(before=grace)
+    report.idempotency_purged = purge_idempotency_records(now=now)
     report.dispatch_ms = (time.perf_counter() - started) * 1000
     if report.total:
         log.info("sweep resumed %d job(s)", report.total, extra={

@@ -74,9 +74,10 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField()
-    # Encrypted (matih.secrets): the answer holds the new admin key. Purged after a day.
+    # Encrypted (matih.secrets): the answer holds the new admin key. Purged after a day
+    # (IDEMPOTENCY_RETENTION, by the sweeper): a key is then free again.
     response_body_encrypted = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["principal", "key"], name="idempotency_unique_key")]

@@ -7,6 +7,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Callable
 
 from django.conf import settings as django_settings
@@ -87,6 +88,16 @@ def _sqlstate(exc: BaseException) -> str | None:
 def _constraint(exc: IntegrityError) -> str | None:
     diag = getattr(exc.__cause__, "diag", None)
     return getattr(diag, "constraint_name", None)
+
+
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
+
+
+def purge_idempotency_records(*, now=None) -> int:
+    """Forget the answers older than IDEMPOTENCY_RETENTION (they hold admin keys, encrypted)."""
+    cutoff = (now or timezone.now()) - IDEMPOTENCY_RETENTION
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def replayed_registration(idempotency: Idempotency) -> Registration | None:

@@ -121,3 +121,19 @@ def test_sweep_command_reports_one_pass():
     out = io.StringIO()
     call_command("sweep", stdout=out)
     assert "resumed 0 due retries, 0 stalled, 0 rollback(s), 0 never dispatched" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_sweep_forgets_idempotent_answers_after_a_day(operator_client, monkeypatch):
+    from tenants.models import IdempotencyRecord
+    from tenants.services import IDEMPOTENCY_RETENTION
+
+    monkeypatch.setattr("tenants.services._dispatch", lambda job_id: None)
+    for slug in ("old-answer", "new-answer"):
+        body = {"name": slug, "slug": slug, "tier": "FREE", "region": "eastus", "adminEmail": f"a@{slug}.example.com"}
+        assert operator_client.post("/api/v1/tenants", body, format="json", HTTP_IDEMPOTENCY_KEY=slug).status_code == 201
+    IdempotencyRecord.objects.filter(key="old-answer").update(
+        created_at=timezone.now() - IDEMPOTENCY_RETENTION - timedelta(minutes=1))
+    out = io.StringIO()
+    call_command("sweep", stdout=out)
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new-answer"]
