@@ -8,6 +8,8 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
+from provisioning.metrics import job_metrics_text
+
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -51,10 +53,5 @@ def metrics(request):
     else:
         registry = REGISTRY
     output = generate_latest(registry)
-    try:
-        from provisioning.metrics import job_metrics_text
-    except ImportError:
-        pass
-    else:
-        output += job_metrics_text()
+    output += job_metrics_text()
     return HttpResponse(output, content_type=CONTENT_TYPE_LATEST)

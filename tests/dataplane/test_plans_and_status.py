@@ -137,3 +137,20 @@ def test_sweep_forgets_idempotent_answers_after_a_day(operator_client, monkeypat
     out = io.StringIO()
     call_command("sweep", stdout=out)
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new-answer"]
+
+
+@pytest.mark.django_db
+def test_metrics_report_jobs_and_steps_from_the_database(client, operator_client, monkeypatch):
+    monkeypatch.setattr("tenants.services._dispatch", lambda job_id: None)
+    body = {"name": "Metrics", "slug": "metrics-one", "tier": "FREE", "region": "eastus",
+            "adminEmail": "a@metrics.example.com"}
+    assert operator_client.post("/api/v1/tenants", body, format="json").status_code == 201
+    job = ProvisioningJob.objects.get(tenant__slug="metrics-one")
+    ensure_step_runs(job)
+    StepRun.objects.filter(job=job, name="VALIDATE_INPUT").update(
+        status="SUCCEEDED", attempts=2, duration_ms=1500, finished_at=timezone.now(), succeeded_at=timezone.now())
+    text = client.get("/metrics").content.decode()
+    assert 'matih_provisioning_jobs{status="PENDING",tier="FREE"} 1.0' in text
+    assert 'matih_provisioning_step_attempts_total{status="SUCCEEDED",step="VALIDATE_INPUT"} 2.0' in text
+    assert 'matih_provisioning_step_duration_seconds_sum{status="SUCCEEDED",step="VALIDATE_INPUT"} 1.5' in text
+    assert "matih_http_requests_total" in text
