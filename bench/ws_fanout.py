@@ -400,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tier == "ENTERPRISE":
         raise SystemExit("ENTERPRISE needs a service principal; use FREE or PROFESSIONAL")
 
+    before = machine_busy_seconds()
+    time.sleep(2)
+    others = (machine_busy_seconds() - before) / 2
     database = ScratchDatabase(base_database_url(), args.database_name)
     scratch_redis = ScratchRedis(base_redis_url(), args.redis_db)
     scratch_redis.start()
@@ -432,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = asyncio.run(run_clients(args, tenants, f"ws://{HOST}:{port}", web, start_worker))
         figures = analyse(result["clients"], database)
-        report(args, result, figures, database)
+        report(args, result, figures, database, others)
         return 0
     finally:
         for child in reversed(children):
@@ -442,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cleanup: dropped {database.name}, deleted {removed} Redis key(s); logs in {log_dir}")
 
 
-def report(args, result: dict, figures: dict, database: ScratchDatabase) -> None:
+def report(args, result: dict, figures: dict, database: ScratchDatabase, others: float) -> None:
     delays = figures["delays"]
     n = result["connected"]
     per_connection = (result["rss_after"] - result["rss_before"]) / max(n, 1)
@@ -452,6 +455,8 @@ def report(args, result: dict, figures: dict, database: ScratchDatabase) -> None
     print(f"WebSocket fan-out: {n}/{args.clients} clients on {args.tenants} {args.tier} tenants "
           f"({n // max(args.tenants, 1)} per tenant), gunicorn + UvicornWorker x{result['server_processes']}, "
           f"celery prefork x{args.worker_concurrency}, time scale {args.time_scale}")
+    print(f"  before the run, other processes kept {others:.2f} of {os.cpu_count()} cores busy"
+          + (" (a busy machine: delays are not this code's alone)" if others > 0.25 else ""))
     print(f"  connect: {n} clients in {result['connect_seconds']:.2f} s (snapshot received by each)")
     print(f"  jobs: {dict(statuses)}; provisioning took {result['provisioning_seconds']:.1f} s; "
           f"{figures['transitions']} transitions committed")
