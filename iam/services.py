@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from iam.models import ApiKey, Membership, Role, User
@@ -93,12 +94,17 @@ class IamServiceClient(Protocol):
 class InProcessIamServiceClient:
     def create_admin_user(self, *, tenant, email: str, role: Role) -> User:
         # No password hash on the hot path: an unusable password, an invitation later.
-        # The same person may administer several tenants. ON CONFLICT DO NOTHING
-        # waits for a concurrent registration with the same email instead of failing.
+        # The same person may administer several tenants: the INSERT runs in a
+        # savepoint, and a unique violation (an existing user, or a concurrent
+        # registration with the same email: the INSERT waits for it to commit) takes
+        # the existing user instead. A new email, the usual case, costs one statement.
         user = User(email=email, username=email)
         user.set_unusable_password()
-        User.objects.bulk_create([user], ignore_conflicts=True)
-        user = User.objects.get(email=email)
+        try:
+            with transaction.atomic():
+                user.save(force_insert=True)
+        except IntegrityError:
+            user = User.objects.get(email=email)
         Membership.objects.create(user=user, tenant=tenant, role=role)
         return user
 
