@@ -19,7 +19,16 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from provisioning.live import Snapshot, dashboard_snapshots, hub, is_newer, shared_reader, viewer_from_scope
+from provisioning.live import (
+    Snapshot,
+    Viewer,
+    dashboard_snapshots,
+    hub,
+    is_newer,
+    key_watch,
+    shared_reader,
+    viewer_from_scope,
+)
 
 log = logging.getLogger("matih.live")
 
@@ -36,6 +45,17 @@ class LiveConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self._outbox: dict[str, str] = {}  # what to send next, newest per tenant, in order
         self._sender: asyncio.Task | None = None
+        self._key_id = None
+
+    def watch_key(self, viewer: Viewer) -> None:
+        """A key revoked while the connection is open closes it (4401) within KEY_CHECK_SECONDS."""
+        if viewer.api_key is not None:
+            self._key_id = viewer.api_key.id
+            key_watch().watch(self._key_id, self)
+
+    def key_revoked(self) -> None:
+        self._key_id = None
+        asyncio.create_task(self.close(code=UNAUTHENTICATED))
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         """Clients only listen; what they send is ignored."""
@@ -59,6 +79,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message) -> None:
         if self._sender is not None:
             self._sender.cancel()
+        if self._key_id is not None:
+            key_watch().forget(self._key_id, self)
         await super().websocket_disconnect(message)
 
 
@@ -79,6 +101,7 @@ class TenantStatusConsumer(LiveConsumer):
         if await database_sync_to_async(viewer.tenant)(self.tenant_id) is None:
             await self.close(code=NOT_FOUND)
             return
+        self.watch_key(viewer)
         # Subscribe before reading: a change that commits after the read is then offered to us.
         await hub().subscribe_tenant(self.tenant_id, self)
         self.subscribed = True
@@ -113,6 +136,7 @@ class DashboardConsumer(LiveConsumer):
         if viewer is None or not viewer.is_operator:
             await self.close(code=UNAUTHENTICATED)
             return
+        self.watch_key(viewer)
         await hub().subscribe_dashboard(self)
         self.subscribed = True
         for snapshot in await database_sync_to_async(dashboard_snapshots)():

@@ -415,6 +415,62 @@ class Hub:
                     log.warning("could not renew %s", group, exc_info=True)
 
 
+class KeyWatch:
+    """Closes live connections whose API key was revoked (or whose user was deactivated) after they connected.
+
+    One query per process every `interval` seconds for all the keys in use,
+    instead of one per connection.
+    """
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._watched: dict[object, set] = {}  # api key id -> connections (each with .key_revoked())
+        self._task: asyncio.Task | None = None
+
+    def watch(self, api_key_id, connection) -> None:
+        self._watched.setdefault(api_key_id, set()).add(connection)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="live-key-watch")
+
+    def forget(self, api_key_id, connection) -> None:
+        connections = self._watched.get(api_key_id)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._watched[api_key_id]
+
+    async def _run(self) -> None:
+        while self._watched:
+            await asyncio.sleep(self.interval)
+            try:
+                dead = await database_sync_to_async(dead_keys)(list(self._watched))
+            except Exception:
+                log.warning("could not check the live connections' keys", exc_info=True)
+                continue
+            for key_id in dead:
+                for connection in list(self._watched.pop(key_id, ())):
+                    connection.key_revoked()
+
+
+def dead_keys(key_ids: list) -> set:
+    """Of these API key ids, those that no longer authenticate (revoked, user inactive, deleted)."""
+    live = set(ApiKey.objects.filter(id__in=key_ids, revoked_at__isnull=True, user__is_active=True)
+               .values_list("id", flat=True))
+    return set(key_ids) - live
+
+
+KEY_CHECK_SECONDS = 30.0
+_key_watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def key_watch() -> KeyWatch:
+    loop = asyncio.get_running_loop()
+    found = _key_watches.get(loop)
+    if found is None:
+        found = _key_watches[loop] = KeyWatch(KEY_CHECK_SECONDS)
+    return found
+
+
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -235,3 +235,21 @@ def test_a_hint_naming_an_older_version_still_brings_the_newest_status():
 
     first, pushed = async_to_sync(run)()
     assert pushed["data"]["jobStatus"] == "RUNNING" and pushed["data"]["version"] > first["data"]["version"]
+
+
+def test_a_key_revoked_while_connected_closes_the_connection_4401(monkeypatch):
+    monkeypatch.setattr("provisioning.live.KEY_CHECK_SECONDS", 0.1)
+    tenant, _, key = quiet_tenant()
+
+    async def run():
+        from channels.db import database_sync_to_async
+
+        _, _, first, communicator = await _connect(tenant_path(tenant.id, key))
+        await database_sync_to_async(ApiKey.objects.filter(tenant=tenant).update)(revoked_at=timezone.now())
+        closed = await communicator.receive_output(timeout=5)
+        await communicator.wait()
+        return first, closed
+
+    first, closed = async_to_sync(run)()
+    assert first["type"] == "provisioning.status"
+    assert closed == {"type": "websocket.close", "code": 4401}
