@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -230,7 +231,7 @@ class SnapshotReader:
         future = asyncio.get_running_loop().create_future()
         self._in_flight[tenant_id] = (time.monotonic(), future)
         try:
-            snapshot = await database_sync_to_async(read_snapshot)(tenant_id)
+            snapshot = await database_sync_to_async(read_snapshot, thread_sensitive=not _pooled())(tenant_id)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -247,6 +248,13 @@ class SnapshotReader:
                 self._recent.popitem(last=False)
         future.set_result(snapshot)
         return snapshot
+
+
+def _pooled() -> bool:
+    """With Django's connection pool (the ASGI server) each read borrows a pooled connection and
+    returns it, so reads of different tenants run side by side in worker threads instead of
+    queueing for the one thread that holds Django's thread-bound connection."""
+    return bool(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"))
 
 
 _readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
