@@ -28,3 +28,9 @@ bench: install
 .PHONY: bench-ws
 bench-ws: install
 	$(BIN)/python bench/ws_fanout.py
+
+# Tenant registration over HTTP under gunicorn (WSGI sync workers and ASGI), closed and open
+# loop, against GET /healthz; a scratch database matih_bench. BENCH_ARGS="--server wsgi ...".
+.PHONY: bench-control-plane
+bench-control-plane: install
+	$(BIN)/python bench/control_plane.py $(BENCH_ARGS)

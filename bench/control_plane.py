@@ -548,6 +548,9 @@ def print_report(kind: str, command: list[str], results: dict[str, PhaseResult],
                                                   if not 200 <= code < 300))
         if result.transport_errors:
             details.append("transport " + ", ".join(f"{k}: {n}" for k, n in result.transport_errors.items()))
+        other = result.cpu.get("redis", 0) + result.cpu.get("other", 0)
+        if other > 25:
+            details.append(f"contended: other work took {other:.0f}% of a core, figures are pessimistic")
         if details:
             print("      " + "; ".join(details))
     for mode in ("closed", "open"):
@@ -566,6 +569,23 @@ def print_report(kind: str, command: list[str], results: dict[str, PhaseResult],
         )
 
 
+async def wait_for_quiet_machine(limit: float, busy_threshold: float = 25.0) -> None:
+    """Wait (at most `limit` seconds) until the machine is near idle between phases, so that
+    other work on a shared machine does not get into the figures; say so if it never is."""
+    deadline = time.monotonic() + limit
+    while True:
+        busy_before, total_before = _machine_busy()
+        await asyncio.sleep(1.0)
+        busy_after, total_after = _machine_busy()
+        busy = 100.0 * (os.cpu_count() or 1) * (busy_after - busy_before) / max(total_after - total_before, 1e-9)
+        if busy < busy_threshold:
+            return
+        if time.monotonic() > deadline:
+            print(f"   note: the machine is {busy:.0f}% busy (of one core) before the phase; other work is "
+                  "running, see the oth% column", file=sys.stderr)
+            return
+
+
 async def drive(kind: str, server: Server, operator_key: str, args) -> dict[str, PhaseResult]:
     workload = Workload(server.port, operator_key, args.run_id)
     # Warm-up, unmeasured: every worker imports, connects to PostgreSQL and Redis, fills caches.
@@ -581,7 +601,10 @@ async def drive(kind: str, server: Server, operator_key: str, args) -> dict[str,
         ("open-register", f"open {args.rate:g}/s POST /tenants", "register", "open"),
     ]
     for key, label, endpoint, mode in plan:
+        if key not in args.phases:
+            continue
         await asyncio.sleep(args.pause)  # let the last phase's stragglers settle
+        await wait_for_quiet_machine(args.quiet_wait)
         results[key] = await run_phase(label, endpoint, mode, workload, server.port, args, server.pgid)
         print(f"   {kind}: {_row(results[key]).strip()}", file=sys.stderr, flush=True)
     return results
@@ -627,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between phases")
     parser.add_argument("--open-max-connections", type=int, default=64,
                         help="connections the open loop may hold at once")
+    parser.add_argument("--phases", default="closed-healthz,closed-register,open-healthz,open-register",
+                        help="comma-separated subset of the four phases to run")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="seconds to wait before each phase for other work on the machine to stop")
     parser.add_argument("--database-name", default="matih_bench", help="scratch database, dropped at the end")
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--redis-db", type=int, default=14,
@@ -636,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (0 < args.duration <= 600 and 0 < args.rate <= 10_000 and 0 < args.connections <= 1024
             and 0 < args.workers <= 64):
         parser.error("duration 0-600 s, rate 0-10000/s, connections 1-1024, workers 1-64")
+    args.phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
     args.run_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
 
     database = ScratchDatabase(base_database_url(), args.database_name)
