@@ -17,12 +17,12 @@ from django.conf import settings
 from django.db import connections
 from rest_framework.test import APIClient
 
-from billing.models import Subscription
-from iam.models import ApiKey, Membership, Role, User
+from iam.models import User
 from provisioning.models import ProvisioningJob
 from provisioning.plans import ALL_STEP_NAMES
 from tenants import services
-from tenants.models import IdempotencyRecord, Tenant, TenantSettings
+from tenants.models import Tenant
+from tests.registration_rows import NOTHING, control_plane_rows
 
 URL = "/api/v1/tenants"
 # Threads see each other's commits only outside the test's transaction.
@@ -38,25 +38,6 @@ SERVICE_PRINCIPAL = {
 # --- helpers --------------------------------------------------------------------------
 
 
-def control_plane_rows() -> dict[str, int]:
-    """Everything a registration writes, counted (operators and their keys excluded)."""
-    return {
-        "tenants": Tenant.objects.count(),
-        "users": User.objects.filter(is_staff=False).count(),
-        "memberships": Membership.objects.count(),
-        "roles": Role.objects.count(),
-        "tenantKeys": ApiKey.objects.filter(tenant__isnull=False).count(),
-        "subscriptions": Subscription.objects.count(),
-        "settings": TenantSettings.objects.count(),
-        "jobs": ProvisioningJob.objects.count(),
-        "idempotencyRecords": IdempotencyRecord.objects.count(),
-    }
-
-
-NOTHING = dict.fromkeys(
-    ["tenants", "users", "memberships", "roles", "tenantKeys", "subscriptions", "settings", "jobs",
-     "idempotencyRecords"], 0,
-)
 
 
 def assert_error(response, status: int, code: str) -> dict:

@@ -19,7 +19,8 @@ from iam.models import ApiKey, Membership, Role, User
 from matih.secrets import decrypt_json
 from provisioning.models import JobStatus, ProvisioningJob
 from tenants import services
-from tenants.models import IdempotencyRecord, Tenant, TenantSettings, TenantStatus
+from tenants.models import Tenant, TenantSettings, TenantStatus
+from tests.registration_rows import NOTHING, control_plane_rows
 
 # Real commits and rollbacks, not savepoints inside the test's transaction.
 transactional = pytest.mark.django_db(transaction=True)
@@ -38,25 +39,6 @@ OPERATIONS = [
 ]
 
 
-def control_plane_rows() -> dict[str, int]:
-    """Everything a registration writes, counted (operators and their keys excluded)."""
-    return {
-        "tenants": Tenant.objects.count(),
-        "users": User.objects.filter(is_staff=False).count(),
-        "memberships": Membership.objects.count(),
-        "roles": Role.objects.count(),
-        "tenantKeys": ApiKey.objects.filter(tenant__isnull=False).count(),
-        "subscriptions": Subscription.objects.count(),
-        "settings": TenantSettings.objects.count(),
-        "jobs": ProvisioningJob.objects.count(),
-        "idempotencyRecords": IdempotencyRecord.objects.count(),
-    }
-
-
-NOTHING = dict.fromkeys(
-    ["tenants", "users", "memberships", "roles", "tenantKeys", "subscriptions", "settings", "jobs",
-     "idempotencyRecords"], 0,
-)
 
 
 class InjectedFailure(Exception):
