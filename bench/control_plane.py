@@ -34,21 +34,20 @@ import itertools
 import json
 import os
 import random
-import signal
 import socket
 import string
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-HOST = "127.0.0.1"  # the only address this benchmark ever sends to
+from bench.common import (  # noqa: E402
+    HOST, ROOT, ScratchDatabase, ScratchRedis, base_database_url, base_redis_url, manage,
+)
+from matih.processes import Child, free_port  # noqa: E402
 REQUEST_TIMEOUT = 30.0  # seconds; an answer later than this is a transport error
 DRAIN_TIMEOUT = 30.0  # seconds the open loop waits for its last answers
 MAX_REQUESTS_PER_PHASE = 2_000_000  # a hard bound on every loop, whatever the options
@@ -367,98 +366,6 @@ async def run_phase(name: str, endpoint: str, mode: str, workload: Workload, por
 # --- The scratch database, the server --------------------------------------------------------
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlparse(url)
-    return urlunparse(parts._replace(path="/" + name))
-
-
-def base_database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from matih import embedded
-
-    return embedded.postgres_url()
-
-
-def base_redis_url() -> str:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        return url
-    from matih import embedded
-
-    return embedded.redis_url()
-
-
-class ScratchDatabase:
-    def __init__(self, base_url: str, name: str):
-        self.admin_url = _with_database(base_url, "postgres")
-        self.url = _with_database(base_url, name)
-        self.name = name
-
-    def _execute(self, sql: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql)
-
-    def create(self) -> None:
-        self.drop()
-        self._execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-    def count(self, table: str) -> int:
-        import psycopg
-
-        with psycopg.connect(self.url) as conn:
-            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-class ScratchRedis:
-    """A Redis logical database of its own, so the Celery messages the registrations
-    publish (no worker runs here) never reach anyone's queue; the keys the run made
-    are deleted at the end, and nothing else."""
-
-    def __init__(self, base_url: str, db: int):
-        parts = urlparse(base_url)
-        self.url = urlunparse(parts._replace(path=f"/{db}"))
-
-    def _client(self):
-        import redis
-
-        return redis.Redis.from_url(self.url, socket_timeout=5)
-
-    def start(self) -> None:
-        client = self._client()
-        self.keys_before = set(client.scan_iter(count=1000))
-        client.close()
-
-    def cleanup(self) -> int:
-        client = self._client()
-        new_keys = [key for key in client.scan_iter(count=1000) if key not in self.keys_before]
-        for i in range(0, len(new_keys), 500):
-            client.delete(*new_keys[i:i + 500])
-        client.close()
-        return len(new_keys)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _manage(env: dict, *command: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
 def server_command(kind: str, port: int, args) -> list[str]:
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", str(args.workers),
                 "--backlog", "2048", "--keep-alive", "75", "--graceful-timeout", "5", "--timeout", "60"]
@@ -467,54 +374,18 @@ def server_command(kind: str, port: int, args) -> list[str]:
     return gunicorn + ["--worker-class", "uvicorn_worker.UvicornWorker", "matih.asgi:application"]
 
 
-class Server:
+class Server(Child):
+    """gunicorn with the chosen worker class, in a session of its own (the master and its workers)."""
+
     def __init__(self, kind: str, env: dict, args, log_path: Path):
         self.kind = kind
-        self.port = _free_port()
-        self.command = server_command(kind, self.port, args)
-        self.log_path = log_path
-        self.log_file = open(log_path, "wb")
-        self.process = subprocess.Popen(
-            self.command, cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.pgid = self.process.pid  # start_new_session: the master leads its own group
+        self.port = free_port(HOST)
+        super().__init__(f"{kind} server", server_command(kind, self.port, args), env=env, cwd=ROOT,
+                         log_path=log_path)
+        self.pgid = self.pid  # start_new_session: the master leads its own group
 
     def wait_ready(self, seconds: float = 60.0) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.kind} server exited early:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=1) as s:
-                    s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"{self.kind} server not ready in {seconds:.0f} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        self.log_file.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """TERM to the server's process group (the master and its workers), KILL if it lingers."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.pgid, signal.SIGTERM)
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-            except ProcessLookupError:
-                pass
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)  # any worker the master left behind
-        except ProcessLookupError:
-            pass
-        if self.process.poll() is None:
-            self.process.wait(timeout=5)
-        self.log_file.close()
+        self.wait_for_http(f"http://{HOST}:{self.port}/healthz", timeout=seconds)
 
 
 # --- Report ---------------------------------------------------------------------------------
@@ -624,8 +495,8 @@ def bench_server(kind: str, database: ScratchDatabase, redis_url: str, args, log
     }
     database.create()
     try:
-        _manage(env, "migrate", "--noinput")
-        operator_key = _manage(env, "operator_key", "bench-operator@matih.test").strip().splitlines()[-1]
+        manage(env, "migrate", "--noinput")
+        operator_key = manage(env, "operator_key", "bench-operator@matih.test").strip().splitlines()[-1]
         server = Server(kind, env, args, log_dir / f"{kind}.log")
         try:
             server.wait_ready()

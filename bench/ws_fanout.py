@@ -32,205 +32,25 @@ import asyncio
 import gc
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-HOST = "127.0.0.1"  # the only address this benchmark ever talks to
+from bench.common import (  # noqa: E402
+    HOST, ROOT, ScratchDatabase, ScratchRedis, base_database_url, base_redis_url, cpu_seconds, machine_busy_seconds, manage, percentile, rss_bytes,
+)
+from matih.processes import Child, children_of, free_port  # noqa: E402
+
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-# --- scratch database and Redis ----------------------------------------------------------------------
-
-
-def _with_path(url: str, path: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=path))
-
-
-def base_database_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from matih import embedded
-
-    return embedded.postgres_url()
-
-
-def base_redis_url() -> str:
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"]
-    from matih import embedded
-
-    return embedded.redis_url()
-
-
-class ScratchDatabase:
-    def __init__(self, base_url: str, name: str):
-        self.admin_url = _with_path(base_url, "/postgres")
-        self.url = _with_path(base_url, f"/{name}")
-        self.name = name
-
-    def _execute(self, sql: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql)
-
-    def create(self) -> None:
-        self.drop()
-        self._execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-    def query(self, sql: str, params=()) -> list[tuple]:
-        import psycopg
-
-        with psycopg.connect(self.url) as conn:
-            return conn.execute(sql, params).fetchall()
-
-
-class ScratchRedis:
-    """A Redis logical database of our own; the keys this run made are deleted at the end."""
-
-    def __init__(self, base_url: str, db: int):
-        self.url = _with_path(base_url, f"/{db}")
-
-    def _client(self):
-        import redis
-
-        return redis.Redis.from_url(self.url, socket_timeout=5)
-
-    def start(self) -> None:
-        client = self._client()
-        self.keys_before = set(client.scan_iter(count=1000))
-        client.close()
-
-    def cleanup(self) -> int:
-        client = self._client()
-        new_keys = [key for key in client.scan_iter(count=1000) if key not in self.keys_before]
-        for i in range(0, len(new_keys), 500):
-            client.delete(*new_keys[i:i + 500])
-        client.close()
-        return len(new_keys)
-
-
-# --- processes ----------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def manage(env: dict, *command: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-class Child:
-    def __init__(self, name: str, command: list[str], env: dict, log_dir: Path):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log_path.open("wb"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-        except OSError:
-            pass
-    return total
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-    return total
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds spent by everything on the machine (not idle, not iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / CLK_TCK
-
-
-def wait_http(url: str, child: Child, seconds: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise SystemExit(f"{child.name} exited:\n{child.log_tail()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{child.name} did not answer:\n{child.log_tail()}")
-
-
-def wait_log(child: Child, text: bytes, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise SystemExit(f"{child.name} exited:\n{child.log_tail()}")
-        if text in child.log_path.read_bytes():
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{child.name} not ready:\n{child.log_tail()}")
+def _child(name: str, command: list[str], env: dict, log_dir: Path) -> Child:
+    return Child(name, command, env=env, cwd=ROOT, log_path=log_dir / f"{name}.log")
 
 
 # --- clients --------------------------------------------------------------------------------------------
@@ -283,14 +103,6 @@ async def connect_all(clients: list[Client], parallel: int) -> float:
 
 
 # --- the run --------------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 def register_tenants(base: str, operator_key: str, count: int, tier: str, scale: float, run: str) -> list[dict]:
@@ -416,18 +228,18 @@ def main(argv: list[str] | None = None) -> int:
         manage(env, "migrate", "--noinput")
         operator_key = manage(env, "operator_key", "bench-ws@matih.local").strip().splitlines()[-1]
         port = free_port()
-        web = Child("web", [sys.executable, "-m", "gunicorn", "matih.asgi:application", "-k",
+        web = _child("web", [sys.executable, "-m", "gunicorn", "matih.asgi:application", "-k",
                             "uvicorn_worker.UvicornWorker", "-w", str(args.web_workers), "-b", f"{HOST}:{port}",
                             "--graceful-timeout", "5", "--access-logfile", "/dev/null", "--backlog", "2048"],
                     {**env, "MATIH_DB_POOL": "true"}, log_dir)
         children.append(web)
-        wait_http(f"http://{HOST}:{port}/healthz", web)
+        web.wait_for_http(f"http://{HOST}:{port}/healthz")
         run = f"{int(time.time()) % 100000}"
         tenants = register_tenants(f"http://{HOST}:{port}", operator_key, args.tenants, args.tier,
                                    args.time_scale, run)
 
         def start_worker() -> Child:
-            worker = Child("worker", [sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork",
+            worker = _child("worker", [sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork",
                                       "-c", str(args.worker_concurrency), "-l", "info", "--without-gossip",
                                       "--without-mingle", "-n", f"bench-ws-{os.getpid()}@%h"], env, log_dir)
             children.append(worker)

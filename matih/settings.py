@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "tenants",
     "provisioning",
     "deploy",
+    "matih",  # management commands: up
 ]
 
 MIDDLEWARE = [
@@ -94,7 +95,7 @@ AUTH_USER_MODEL = "iam.User"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "templates", BASE_DIR / "provisioning" / "dashboard" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

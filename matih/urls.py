@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from matih import health
-from provisioning.admin import dashboard_view
+from provisioning.dashboard.views import dashboard_view
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -3,7 +3,7 @@
 Jobs: a list filtered by status and tier; a job page with its phase timeline
 and its events; "retry now", "cancel" and "roll back" as list actions and as
 buttons on the job page, calling provisioning.services like the API does.
-The dashboard page (/admin/provisioning/dashboard/) is `dashboard_view`,
+The dashboard page (/admin/provisioning/dashboard/) is provisioning.dashboard.views,
 routed in matih/urls.py and linked from the admin index.
 """
 from __future__ import annotations
@@ -12,13 +12,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from provisioning import dashboard, services
-from provisioning.live import dashboard_snapshots
+from provisioning import services
+from provisioning.dashboard import queries as dashboard
 from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, WebhookDelivery
 from provisioning.selectors import latest_job
 
@@ -187,19 +186,3 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
-
-
-def dashboard_view(request: HttpRequest):
-    """Counts, the live rows, jobs waiting for a retry, recent failures and the step chart."""
-    context = {
-        **admin.site.each_context(request),
-        "title": "Provisioning dashboard",
-        "counts": dashboard.job_counts(),
-        "rows": dashboard_snapshots(),
-        "waiting": dashboard.waiting_for_retry(),
-        "failed_jobs": dashboard.failed_jobs(),
-        "failure_events": dashboard.failure_events(),
-        "chart": dashboard.step_chart_svg(dashboard.chart_rows()),
-        "can_act": request.user.has_perm("provisioning.change_provisioningjob"),
-    }
-    return TemplateResponse(request, "provisioning/dashboard.html", context)

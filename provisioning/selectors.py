@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from provisioning.models import TERMINAL_JOB_STATUSES, JobStatus, ProvisioningEvent, ProvisioningJob, StepRun
-from provisioning.plans import Plan, Step, plan_for
+from provisioning.engine.plans import Plan, Step, plan_for
 from tenants.models import Tenant
 
 MIN_SAMPLES_FOR_MEDIAN = 5

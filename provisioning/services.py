@@ -10,10 +10,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from provisioning.models import JobStatus, ProvisioningJob, StepRun
-from provisioning.orchestrator import complete_job, current_phase, ready_steps, send_compensation, send_steps
-from provisioning.plans import plan_for
-from provisioning.publish import publish_change
-from provisioning.states import lease_until, transition
+from provisioning.engine.runner import complete_job, current_phase, ready_steps, send_compensation, send_steps
+from provisioning.engine.plans import plan_for
+from provisioning.live.publish import publish_change
+from provisioning.engine.states import lease_until, transition
 from tenants.models import Tenant, TenantStatus
 
 S = JobStatus
@@ -51,7 +51,7 @@ def job_resume_now(*, job: ProvisioningJob, actor: str = "operator") -> Provisio
 
 def job_restart(*, tenant: Tenant, initiated_by=None) -> ProvisioningJob:
     """A tenant whose last job FAILED or was CANCELLED gets a new job from the start."""
-    from provisioning.dispatch import dispatch_job
+    from provisioning.engine.canvas import dispatch_job
 
     now = timezone.now()
     try:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from provisioning import notifications, orchestrator, sweeper
+from provisioning import notifications
+from provisioning.engine import runner as orchestrator, sweeper
 
 
 @shared_task(name="provisioning.start_job")

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from provisioning import api, stream
+from provisioning import api
+from provisioning.live import sse as stream
 
 urlpatterns = [
     path("tenants/<uuid:tenant_id>/provisioning/status", api.ProvisioningStatusView.as_view(),

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from billing.models import Tier
 from iam.models import User
-from provisioning.plans import ALL_STEP_NAMES
+from provisioning.engine.plans import ALL_STEP_NAMES
 from tenants.models import Tenant
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")

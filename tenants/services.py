@@ -206,7 +206,7 @@ def _dispatch(job_id) -> None:
     # Imported late: the data plane is optional for the control plane. A failed
     # publish loses nothing: the sweeper finds PENDING jobs never dispatched.
     try:
-        from provisioning.dispatch import dispatch_job
+        from provisioning.engine.canvas import dispatch_job
     except ImportError:
         return
     try:

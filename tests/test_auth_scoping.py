@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from iam.models import ApiKey
 from iam.services import api_key_create, api_key_revoke, operator_get_or_create
-from provisioning.plans import ALL_STEP_NAMES
+from provisioning.engine.plans import ALL_STEP_NAMES
 from tenants import services
 from tenants.models import Tenant
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from provisioning.spec import QUOTAS
+from provisioning.engine.spec import QUOTAS
 
 KUBE_VERSION = "1.33"
 

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from iam.models import User
 from provisioning.models import ProvisioningJob
-from provisioning.plans import ALL_STEP_NAMES
+from provisioning.engine.plans import ALL_STEP_NAMES
 from tenants import services
 from tenants.models import Tenant
 from tests.registration_rows import NOTHING, control_plane_rows

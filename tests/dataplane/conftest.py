@@ -3,8 +3,6 @@ database and the configured Redis, and a sweeper loop. No eager mode anywhere.""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -16,6 +14,7 @@ from django.conf import settings
 from django.db import connection, connections
 
 from matih.celery import app as celery_app
+from matih.processes import Child, children_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,40 +47,18 @@ def database_url_of(db: dict) -> str:
     return f"postgresql://{auth}{host}{port}/{db['NAME']}"
 
 
-class WorkerProcess:
+class WorkerProcess(Child):
     """`celery -A matih worker` as in production, on the test database."""
 
     def __init__(self, env: dict, log_path: Path, concurrency: int = 2):
-        self.log_path = log_path
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork", "-c", str(concurrency),
-             "-l", "info", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
-            if b"ready." in self.log_path.read_bytes():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready: {self.log_path.read_text()[-3000:]}")
+        super().__init__("celery worker", [
+            sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork", "-c", str(concurrency),
+            "-l", "info", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h"],
+            cwd=ROOT, env=env, log_path=log_path)
+        self.wait_for_log("ready.", timeout=30)
 
     def children(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        return children_of(self.pid)
 
 
 def worker_env() -> dict:
@@ -142,7 +119,7 @@ def dataplane(seeded, celery_worker):
 
 class SweeperLoop:
     def __init__(self, interval: float = 0.3):
-        from provisioning.sweeper import sweep
+        from provisioning.engine.sweeper import sweep
 
         self.interval = interval
         self.reports = []

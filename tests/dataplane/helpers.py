@@ -4,7 +4,7 @@ import itertools
 import time
 
 from provisioning.models import ProvisioningJob
-from provisioning.plans import plan_for
+from provisioning.engine.plans import plan_for
 from provisioning.selectors import provisioning_status
 from tenants.models import Tenant
 

@@ -9,7 +9,7 @@ import pytest
 
 from deploy.models import ClusterSlot, SimulatedResource
 from provisioning.models import ProvisioningEvent, StepRun
-from provisioning.plans import plan_for
+from provisioning.engine.plans import plan_for
 from tenants.models import Tenant
 
 from .conftest import wait_for

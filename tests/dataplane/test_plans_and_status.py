@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from provisioning import selectors
 from provisioning.models import ProvisioningJob, StepRun
-from provisioning.orchestrator import ensure_step_runs
-from provisioning.plans import PLANS, plan_for
-from provisioning.states import ALLOWED_TRANSITIONS, IllegalTransition, backoff_seconds, transition
+from provisioning.engine.runner import ensure_step_runs
+from provisioning.engine.plans import PLANS, plan_for
+from provisioning.engine.states import ALLOWED_TRANSITIONS, IllegalTransition, backoff_seconds, transition
 from tenants.models import Tenant
 
 

@@ -13,10 +13,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from provisioning import sweeper as sweeper_module
+from provisioning.engine import sweeper as sweeper_module
 from provisioning.models import ProvisioningEvent, ProvisioningJob, StepRun, WebhookDelivery
 from provisioning.notifications import verify
-from provisioning.orchestrator import ensure_step_runs
+from provisioning.engine.runner import ensure_step_runs
 from tenants.models import Tenant
 
 from .conftest import ROOT, wait_for, worker_env
@@ -45,7 +45,7 @@ def test_two_sweepers_resume_every_due_job_exactly_once(seeded, operator_client,
     monkeypatch.setattr("tenants.services._dispatch", lambda job_id: None)  # keep the jobs still
     due = _due_jobs(operator_client, 40)
     sent = []
-    monkeypatch.setattr("provisioning.orchestrator.send_steps", lambda job_id, names: sent.append(str(job_id)))
+    monkeypatch.setattr("provisioning.engine.runner.send_steps", lambda job_id, names: sent.append(str(job_id)))
     barrier = threading.Barrier(2)
     reports = []
 

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from deploy.database import tenant_identifier
-from provisioning import orchestrator, services
+from provisioning import services
+from provisioning.engine import runner as orchestrator
 from provisioning.models import ProvisioningJob, StepRun
 from tests.dataplane.conftest import fast_settings, seeded  # noqa: F401  (fixtures)
 from tests.dataplane.helpers import register

@@ -25,7 +25,7 @@ PHASE_ORDER_TERMINAL = ("COMPLETED",)
 
 
 def phase_index(tier: str, phase: str) -> int:
-    from provisioning.plans import plan_for
+    from provisioning.engine.plans import plan_for
 
     phases = list(plan_for(tier).phases) + ["COMPLETED"]
     return phases.index(phase)

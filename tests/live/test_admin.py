@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from iam.services import operator_get_or_create
 from provisioning.models import ProvisioningEvent, ProvisioningJob, StepRun
-from provisioning.plans import plan_for
+from provisioning.engine.plans import plan_for
 
 from .helpers import quiet_tenant
 

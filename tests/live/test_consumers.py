@@ -15,9 +15,9 @@ from django.utils import timezone
 from iam.models import ApiKey
 from iam.services import operator_get_or_create
 from matih.asgi import application
-from provisioning.publish import publish_change
+from provisioning.live.publish import publish_change
 from provisioning.selectors import provisioning_status
-from provisioning.states import transition
+from provisioning.engine.states import transition
 
 from .helpers import quiet_tenant
 
@@ -163,7 +163,7 @@ def test_stale_hints_send_nothing():
     async def run():
         from channels.layers import get_channel_layer
 
-        from provisioning.publish import tenant_group
+        from provisioning.live.publish import tenant_group
 
         _, _, first, communicator = await _connect(tenant_path(tenant.id, key))
         layer = get_channel_layer()
@@ -217,7 +217,7 @@ def test_a_hint_naming_an_older_version_still_brings_the_newest_status():
         from channels.db import database_sync_to_async
         from channels.layers import get_channel_layer
 
-        from provisioning.publish import tenant_group
+        from provisioning.live.publish import tenant_group
 
         _, _, first, communicator = await _connect(tenant_path(tenant.id, key))
 
@@ -238,7 +238,7 @@ def test_a_hint_naming_an_older_version_still_brings_the_newest_status():
 
 
 def test_a_key_revoked_while_connected_closes_the_connection_4401(monkeypatch):
-    monkeypatch.setattr("provisioning.live.KEY_CHECK_SECONDS", 0.1)
+    monkeypatch.setattr("provisioning.live.hub.KEY_CHECK_SECONDS", 0.1)
     tenant, _, key = quiet_tenant()
 
     async def run():

@@ -121,7 +121,7 @@ def test_server_sent_events_send_heartbeats_while_nothing_changes():
     """In-process: the stream's generator with a short heartbeat, on a job nobody runs."""
     from asgiref.sync import async_to_sync
 
-    from provisioning.stream import status_events
+    from provisioning.live.sse import status_events
 
     tenant, _, _ = quiet_tenant()
 

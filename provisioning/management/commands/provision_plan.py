@@ -16,9 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from deploy.interfaces import ClusterRef
 from deploy.real import real_backend
-from provisioning import plans as P
-from provisioning.spec import tenant_spec
-from provisioning.steps import RELEASES, StepContext, _terraform_variables, _values
+from provisioning.engine import plans as P
+from provisioning.engine.spec import tenant_spec
+from provisioning.engine.steps import RELEASES, StepContext, _terraform_variables, _values
 from tenants.models import Tenant
 from tenants.serializers import RESERVED_SLUGS, SLUG_PATTERN
 

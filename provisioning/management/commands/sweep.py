@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from provisioning.sweeper import sweep
+from provisioning.engine.sweeper import sweep
 
 
 class Command(BaseCommand):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 
@@ -21,6 +20,7 @@ from django.core.management.base import BaseCommand
 
 from iam.models import User
 from iam.services import api_key_create, operator_get_or_create
+from matih.processes import Child
 
 DEMO_OPERATOR = "operator@matih.local"
 
@@ -59,7 +59,7 @@ class Command(BaseCommand):
                       "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
                       "--pidfile", ""], env),
         }
-        children = {name: subprocess.Popen(cmd, env=e) for name, (cmd, e) in commands.items()}
+        children = {name: Child(name, cmd, env=e) for name, (cmd, e) in commands.items()}
         base = f"http://{host}:{port}"
         self.stdout.write(self.style.SUCCESS(f"""
 MATIH tenant lifecycle is starting on {base}
@@ -86,17 +86,12 @@ Demo operator API key (KEY):"""))
         try:
             while not stopping:
                 for name, child in children.items():
-                    if child.poll() is not None:
-                        self.stderr.write(f"{name} exited with {child.returncode}; stopping")
+                    if not child.alive():
+                        self.stderr.write(f"{name} exited with {child.process.returncode}; stopping")
                         stopping = True
                 time.sleep(0.5)
         finally:
             for child in children.values():
-                if child.poll() is None:
-                    child.terminate()
-            deadline = time.monotonic() + 10
+                child.signal_group(signal.SIGTERM)
             for child in children.values():
-                try:
-                    child.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.kill()
+                child.stop(grace=10)

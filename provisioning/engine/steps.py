@@ -1,7 +1,7 @@
 """What each step does and what undoes it.
 
 A step knows which drivers it calls and what it must undo; it knows nothing of
-retries, leases or the canvas (provisioning.orchestrator does). Each `run`
+retries, leases or the canvas (provisioning.engine.runner does). Each `run`
 returns the outputs to record (the external ids, for rollback); each
 `compensate` is idempotent ("already gone" is success).
 """
@@ -21,8 +21,8 @@ from deploy import clusters
 from deploy.errors import PermanentInfraError, TransientInfraError
 from deploy.interfaces import ClusterRef, TenantSpec
 from matih.secrets import decrypt_json
-from provisioning import plans as P
-from provisioning.spec import tenant_spec
+from provisioning.engine import plans as P
+from provisioning.engine.spec import tenant_spec
 from tenants.models import Tenant, TenantStatus
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")

@@ -25,9 +25,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, StepRun, WebhookDelivery
-from provisioning.orchestrator import ready_steps
-from provisioning.plans import plan_for
-from provisioning.publish import publish_change
+from provisioning.engine.runner import ready_steps
+from provisioning.engine.plans import plan_for
+from provisioning.live.publish import publish_change
 from tenants.services import purge_idempotency_records
 
 log = logging.getLogger("matih.sweeper")
@@ -77,7 +77,7 @@ def _bump(cursor, ids: list, extra_sql: str, params: list, kind: str, message: s
 
 def sweep(*, now=None, batch: int = BATCH) -> SweepReport:
     """One pass; see the module's docstring."""
-    from provisioning.orchestrator import complete_job, current_phase, send_compensation, send_steps
+    from provisioning.engine.runner import complete_job, current_phase, send_compensation, send_steps
     from provisioning.tasks import start_job as start_job_task
 
     now = now or timezone.now()

@@ -19,7 +19,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from iam.auth import api_key_from_raw
-from provisioning.live import LatestSnapshot, Snapshot, hub, is_newer, shared_reader
+from provisioning.live.hub import LatestSnapshot, hub
+from provisioning.live.snapshot import Snapshot, is_newer, shared_reader
 from tenants.selectors import tenant_visible_to
 
 HEARTBEAT_SECONDS = 15.0

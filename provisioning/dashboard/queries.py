@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from billing.models import Tier
 from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, StepRun
-from provisioning.plans import PLANS, plan_for
+from provisioning.engine.plans import PLANS, plan_for
 from provisioning.selectors import provisioning_status, step_statistics
 
 FAILURE_EVENTS = ("job.retry_scheduled", "job.rolling_back", "job.failed", "step.compensation_failed")

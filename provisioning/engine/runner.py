@@ -32,13 +32,13 @@ from psycopg.types.json import Jsonb
 
 from deploy.backend import backend_for
 from deploy.errors import InfraError, TransientInfraError
-from provisioning import heartbeat
+from provisioning.engine import heartbeat
 from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, StepRun, StepStatus
-from provisioning.plans import Plan, plan_for
-from provisioning.publish import publish_change
-from provisioning.spec import namespace_for
-from provisioning.states import backoff_seconds, lease_until, record, transition
-from provisioning.steps import IMPLEMENTATIONS, StepContext
+from provisioning.engine.plans import Plan, plan_for
+from provisioning.live.publish import publish_change
+from provisioning.engine.spec import namespace_for
+from provisioning.engine.states import backoff_seconds, lease_until, record, transition
+from provisioning.engine.steps import IMPLEMENTATIONS, StepContext
 from tenants.models import DeploymentType, Tenant, TenantStatus
 
 log = logging.getLogger("matih.orchestrator")

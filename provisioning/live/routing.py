@@ -1,6 +1,6 @@
 from django.urls import path
 
-from provisioning.consumers import DashboardConsumer, TenantStatusConsumer
+from provisioning.live.consumers import DashboardConsumer, TenantStatusConsumer
 
 websocket_urlpatterns = [
     path("ws/tenants/<uuid:tenant_id>/provisioning/", TenantStatusConsumer.as_asgi()),

@@ -19,16 +19,8 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from provisioning.live import (
-    Snapshot,
-    Viewer,
-    dashboard_snapshots,
-    hub,
-    is_newer,
-    key_watch,
-    shared_reader,
-    viewer_from_scope,
-)
+from provisioning.live.hub import hub, key_watch
+from provisioning.live.snapshot import Snapshot, Viewer, dashboard_snapshots, is_newer, shared_reader, viewer_from_scope
 
 log = logging.getLogger("matih.live")
 
