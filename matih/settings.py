@@ -165,8 +165,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("MATIH_TASK_TIME_LIMIT", 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("MATIH_TASK_SOFT_TIME_LIMIT", 3300)
-# One visibility timeout: a task not acknowledged within it is redelivered. It
-# must exceed the longest step (the Terraform apply of an ENTERPRISE cluster).
+# One visibility timeout: a task not acknowledged within it is redelivered. It must
+# exceed the longest phase task (the Terraform apply of an ENTERPRISE cluster).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("MATIH_VISIBILITY_TIMEOUT", 3900)}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("MATIH_VISIBILITY_TIMEOUT", 3900)}
 CELERY_TASK_IGNORE_RESULT = True
@@ -192,6 +192,8 @@ MATIH_RETRY_JITTER = env_float("MATIH_RETRY_JITTER", 0.1)
 MATIH_MAX_RETRIES = env_int("MATIH_MAX_RETRIES", 3)
 MATIH_SWEEP_INTERVAL = env_int("MATIH_SWEEP_INTERVAL", 15)
 MATIH_STEP_LEASE = env_int("MATIH_STEP_LEASE", 120)
+# Steps of one phase that run side by side, per worker process (they wait on cloud APIs).
+MATIH_PHASE_THREADS = env_int("MATIH_PHASE_THREADS", 8)
 MATIH_OPEN_SIGNUP = env_bool("MATIH_OPEN_SIGNUP", False)
 MATIH_SIGNUP_RATE = os.environ.get("MATIH_SIGNUP_RATE", "20/hour")
 MATIH_REGIONS = env_list("MATIH_REGIONS", "eastus,eastus2,westus2,westeurope,northeurope,southeastasia")

@@ -82,15 +82,15 @@ class ProvisioningEventInline(admin.TabularInline):
 
 @admin.register(ProvisioningJob)
 class ProvisioningJobAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "tenant_slug", "tier", "status", "current_state", "retries", "next_retry_at",
+    list_display = ("short_id", "tenant_slug", "kind", "tier", "status", "phase", "retries", "next_retry_at",
                     "created_at")
-    list_filter = ("status", "tier")
+    list_filter = ("status", "kind", "tier")
     search_fields = ("tenant__slug", "tenant__name", "=id")
     list_select_related = ("tenant",)
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     actions = ["retry_now", "cancel_jobs", "roll_back_jobs"]
-    fields = ("tenant", "tier", "status", "current_state", "retry_count", "max_retries",
+    fields = ("tenant", "kind", "from_tier", "tier", "status", "phase", "retry_count", "max_retries",
               "next_retry_at", "error_message", "initiated_by", "created_at", "started_at", "completed_at",
               "lease_owner", "lease_expires_at", "version", "context")
     readonly_fields = fields
@@ -109,6 +109,11 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
     @admin.display(description="tenant", ordering="tenant__slug")
     def tenant_slug(self, job: ProvisioningJob) -> str:
         return job.tenant.slug
+
+    @admin.display(description="phase")
+    def phase(self, job: ProvisioningJob) -> str:
+        """Where the job stands in its plan (the plan says, from the job's succeeded steps)."""
+        return job.plan.position(job.succeeded_steps).current
 
     @admin.display(description="retries")
     def retries(self, job: ProvisioningJob) -> str:

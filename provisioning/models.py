@@ -34,17 +34,29 @@ class StepStatus(models.TextChoices):
     COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
 
+class JobKind(models.TextChoices):
+    """The operation a job performs; each kind has its plans (provisioning.engine.plan_table)."""
+
+    PROVISION = "PROVISION"
+    CHANGE_TIER = "CHANGE_TIER"
+    SUSPEND = "SUSPEND"
+    ACTIVATE = "ACTIVATE"
+    DEPROVISION = "DEPROVISION"
+
+
 class ProvisioningJob(models.Model):
-    """One provisioning attempt of a tenant (the seed's TenantProvisioningJob)."""
+    """One operation on a tenant, run by the engine: provisioning (the seed's
+    TenantProvisioningJob), a tier change, a suspension, an activation or a deprovisioning."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Indexed by job_tenant_recent (tenant, -created_at): no second index to maintain on every insert.
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="provisioning_jobs",
                                db_index=False)
+    kind = models.CharField(max_length=16, choices=JobKind.choices, default=JobKind.PROVISION)
+    # The tier the plan is for: the tenant's, or the target of a tier change (from_tier -> tier).
     tier = models.CharField(max_length=16, choices=Tier.choices)
+    from_tier = models.CharField(max_length=16, choices=Tier.choices, null=True, blank=True)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
-    # The state machine state: INITIAL, a phase of the tier's plan, or COMPLETED.
-    current_state = models.CharField(max_length=40, default="INITIAL")
     initiated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -89,11 +101,21 @@ class ProvisioningJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"job {self.id} ({self.status})"
+        return f"{self.kind} job {self.id} ({self.status})"
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_JOB_STATUSES
+
+    @property
+    def to_tier(self) -> str | None:
+        return self.tier if self.kind == JobKind.CHANGE_TIER else None
+
+    @property
+    def plan(self):
+        from provisioning.engine.plans import plan_of_job
+
+        return plan_of_job(self)
 
 
 class StepRun(models.Model):
@@ -111,6 +133,8 @@ class StepRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Time spent running over every attempt (progress credits a long step as it runs).
+    elapsed_ms = models.PositiveIntegerField(default=0)
     # Set once the step has succeeded; kept through compensation (progress never goes back).
     succeeded_at = models.DateTimeField(null=True, blank=True)
     # The claim: which task runs it, until when. A lapsed lease means its worker died.

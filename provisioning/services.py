@@ -1,26 +1,28 @@
-"""Writes an operator or a tenant admin asks for: retry, cancel, roll back.
+"""Writes an operator or a tenant admin asks for on a job: retry, cancel, roll back.
 
-The API, the admin actions and the CLI call these; each is one transaction
-with a compare-and-swap on the job, and sends its messages on commit.
+The API, the admin actions and the CLI call these; each is one transaction with a
+compare-and-swap on the job, and sends its canvas on commit.
 """
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from provisioning.models import JobStatus, ProvisioningJob, StepRun
-from provisioning.engine.runner import complete_job, current_phase, ready_steps, send_compensation, send_steps
-from provisioning.engine.plans import plan_for
-from provisioning.live.publish import publish_change
+from provisioning.engine import resume as R
+from provisioning.engine.canvas import dispatch_job
+from provisioning.engine.plans import Kind, plan_for
+from provisioning.engine.rollback import send_job_rollback
 from provisioning.engine.states import lease_until, transition
+from provisioning.live.publish import publish_change
+from provisioning.models import JobStatus, ProvisioningJob
 from tenants.models import Tenant, TenantStatus
 
 S = JobStatus
 
 
 class ActionRefused(Exception):
-    """The job is in a state where the action does not apply (HTTP 409)."""
+    """The job or tenant is in a state where the action does not apply (HTTP 409)."""
 
 
 def _publish_on_commit(job: ProvisioningJob, version: int, status: str) -> None:
@@ -28,31 +30,40 @@ def _publish_on_commit(job: ProvisioningJob, version: int, status: str) -> None:
                                                  status=status))
 
 
-def job_resume_now(*, job: ProvisioningJob, actor: str = "operator") -> ProvisioningJob:
-    """RETRY_SCHEDULED -> RUNNING at once, from the failed step."""
-    now = timezone.now()
-    with transaction.atomic():
-        version = transition(job.id, from_=[S.RETRY_SCHEDULED], to=S.RUNNING, event="job.resumed",
-                             message=f"Resumed now by {actor}.", next_retry_at=None,
-                             lease_expires_at=lease_until(now))
-        if version is None:
+def _simulate_context(simulate: dict | None) -> dict:
+    return {} if simulate is None else {"simulate": simulate}
+
+
+def job_resume_now(*, job: ProvisioningJob, actor: str = "operator", simulate: dict | None = None) -> ProvisioningJob:
+    """RETRY_SCHEDULED -> RUNNING at once, from the failed step (`simulate` replaces its fault injection)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SELECT status FROM {ProvisioningJob._meta.db_table} WHERE id = %s FOR UPDATE", [job.id])
+        row = cursor.fetchone()
+        if row is None or row[0] != S.RETRY_SCHEDULED:
+            raise ActionRefused(f"The job is {row[0] if row else 'gone'}, not RETRY_SCHEDULED.")
+        extra, params = "", {}
+        if simulate is not None:
+            extra, params = ", context = context || %(context)s", {"context": _jsonb({"simulate": simulate})}
+        resumed = R.resume(cursor, [job.id], transitions=[R.RETRY_DUE], lease=lease_until(timezone.now()),
+                           event="job.resumed", message=f"Resumed now by {actor}.", reset_failed_steps=True,
+                           extra_set=", next_retry_at = NULL" + extra, params=params)
+        if not resumed:
             raise ActionRefused(f"The job is {_status(job)}, not RETRY_SCHEDULED.")
-        StepRun.objects.filter(job_id=job.id, status="FAILED").update(status="PENDING", claimed_by="",
-                                                                       lease_expires_at=None)
-        statuses = dict(StepRun.objects.filter(job_id=job.id).values_list("name", "status"))
-        _publish_on_commit(job, version, S.RUNNING)
-    plan = plan_for(job.tier)
-    if current_phase(plan, statuses) == "COMPLETED":
-        complete_job(job.id)
-    else:
-        send_steps(job.id, ready_steps(plan, statuses))
+        transaction.on_commit(lambda: R.send(resumed))
     return ProvisioningJob.objects.get(id=job.id)
 
 
-def job_restart(*, tenant: Tenant, initiated_by=None) -> ProvisioningJob:
-    """A tenant whose last job FAILED or was CANCELLED gets a new job from the start."""
-    from provisioning.engine.canvas import dispatch_job
+def _jsonb(value: dict):
+    from psycopg.types.json import Jsonb
 
+    return Jsonb(value)
+
+
+def job_restart(*, tenant: Tenant, initiated_by=None, simulate: dict | None = None) -> ProvisioningJob:
+    """A tenant whose provisioning FAILED or was CANCELLED is provisioned anew, from the start.
+
+    The new job keeps the last one's fault injection unless `simulate` replaces it.
+    """
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -63,25 +74,32 @@ def job_restart(*, tenant: Tenant, initiated_by=None) -> ProvisioningJob:
             latest = ProvisioningJob.objects.filter(tenant=tenant).order_by("-created_at").first()
             context = dict(latest.context) if latest else {"slug": tenant.slug, "region": tenant.region}
             context.pop("cluster", None)
+            if simulate is not None:
+                context["simulate"] = simulate
             job = ProvisioningJob.objects.create(
-                tenant=tenant, tier=tenant.tier, initiated_by=initiated_by, context=context,
+                tenant=tenant, kind=Kind.PROVISION, tier=tenant.tier, initiated_by=initiated_by, context=context,
                 max_retries=settings.MATIH_MAX_RETRIES)
-            transaction.on_commit(lambda: dispatch_job(job.id))
+            plan = plan_for(tenant.tier)
+            transaction.on_commit(lambda: dispatch_job(job.id, plan))
     except IntegrityError:
         raise ActionRefused("The tenant already has a job in progress.") from None
     return job
 
 
-def retry(*, tenant: Tenant, initiated_by=None) -> ProvisioningJob:
-    """The contract's retry: RETRY_SCHEDULED resumes now; FAILED (or CANCELLED) starts a new job."""
+def retry(*, tenant: Tenant, initiated_by=None, simulate: dict | None = None) -> ProvisioningJob:
+    """The contract's retry: RETRY_SCHEDULED resumes now; a FAILED or CANCELLED provisioning starts anew.
+
+    `simulate` (operators, simulated cloud; validated by the caller) replaces the job's faults.
+    """
     job = ProvisioningJob.objects.filter(tenant=tenant).order_by("-created_at").first()
     if job is None:
-        raise ActionRefused("The tenant has no provisioning job.")
+        raise ActionRefused("The tenant has no job.")
     if job.status == S.RETRY_SCHEDULED:
-        return job_resume_now(job=job)
-    if job.status in (S.FAILED, S.CANCELLED):
-        return job_restart(tenant=tenant, initiated_by=initiated_by)
-    raise ActionRefused(f"The job is {job.status}; only RETRY_SCHEDULED, FAILED or CANCELLED jobs can be retried.")
+        return job_resume_now(job=job, simulate=simulate)
+    if job.status in (S.FAILED, S.CANCELLED) and job.kind == Kind.PROVISION:
+        return job_restart(tenant=tenant, initiated_by=initiated_by, simulate=simulate)
+    raise ActionRefused(f"The {job.kind} job is {job.status}; only a RETRY_SCHEDULED job, or a FAILED or "
+                        f"CANCELLED provisioning, can be retried.")
 
 
 def cancel(*, job: ProvisioningJob, actor: str = "operator") -> ProvisioningJob:
@@ -94,7 +112,7 @@ def cancel(*, job: ProvisioningJob, actor: str = "operator") -> ProvisioningJob:
         if version is None:
             raise ActionRefused(f"The job is {_status(job)}; it can no longer be cancelled.")
         _publish_on_commit(job, version, S.CANCELLING)
-        transaction.on_commit(lambda: send_compensation(job.id))
+        transaction.on_commit(lambda: send_job_rollback(job.id))
     return ProvisioningJob.objects.get(id=job.id)
 
 
@@ -109,7 +127,7 @@ def roll_back(*, job: ProvisioningJob, actor: str = "operator") -> ProvisioningJ
         if version is None:
             raise ActionRefused(f"The job is {_status(job)}; only RUNNING or RETRY_SCHEDULED jobs roll back.")
         _publish_on_commit(job, version, S.ROLLING_BACK)
-        transaction.on_commit(lambda: send_compensation(job.id))
+        transaction.on_commit(lambda: send_job_rollback(job.id))
     return ProvisioningJob.objects.get(id=job.id)
 
 

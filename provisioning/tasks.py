@@ -1,6 +1,10 @@
-"""Celery tasks of the data plane. Thin: they take ids and call the orchestrator.
+"""Celery tasks of the data plane. Thin: they take ids and call the engine.
 
-Worker settings for no lost work are in matih/settings.py: acks_late,
+The canvas (provisioning.engine.canvas) chains them: `provisioning.run_phase` for each phase
+of a job's plan, `provisioning.compensate_phase` for each phase of its rollback. A delivery
+that must not go on (its job is not RUNNING, its phase is held elsewhere, a step failed)
+ends its chain by dropping the rest of it from its request: the database, not the broker,
+says what runs next. Worker settings for no lost work are in matih/settings.py: acks_late,
 reject_on_worker_lost, prefetch 1, time limits, one visibility timeout.
 """
 from __future__ import annotations
@@ -8,22 +12,23 @@ from __future__ import annotations
 from celery import shared_task
 
 from provisioning import notifications
-from provisioning.engine import runner as orchestrator, sweeper
+from provisioning.engine import rollback, runner, sweeper
 
 
-@shared_task(name="provisioning.start_job")
-def start_job(job_id: str, tier: str | None = None) -> bool:
-    return orchestrator.start_job(job_id, tier)
+def _go_on_or_stop(task, result) -> str:
+    if not result.go_on:
+        task.request.chain = None  # the rest of the chain is not sent (celery.app.trace)
+    return result.outcome
 
 
-@shared_task(name="provisioning.run_step")
-def run_step(job_id: str, step: str) -> str:
-    return orchestrator.run_step(job_id, step)
+@shared_task(name="provisioning.run_phase", bind=True)
+def run_phase(self, job_id: str, phase: str) -> str:
+    return _go_on_or_stop(self, runner.run_phase(job_id, phase))
 
 
-@shared_task(name="provisioning.compensate")
-def compensate(job_id: str) -> str:
-    return orchestrator.compensate_next(job_id)
+@shared_task(name="provisioning.compensate_phase", bind=True)
+def compensate_phase(self, job_id: str, phase: str) -> str:
+    return _go_on_or_stop(self, rollback.compensate_phase(job_id, phase))
 
 
 @shared_task(name="provisioning.sweep")

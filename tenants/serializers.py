@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 from django.conf import settings
 from rest_framework import serializers
@@ -11,14 +10,8 @@ from billing.models import Tier
 from iam.models import User
 from provisioning.engine.plans import ALL_STEP_NAMES
 from tenants.models import Tenant
+from tenants.rules import RESERVED_SLUGS, SLUG_PATTERN
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-RESERVED_SLUGS = frozenset({
-    "admin", "api", "www", "app", "apps", "auth", "login", "static", "media", "assets", "docs", "status",
-    "mail", "smtp", "ftp", "ns", "ns1", "ns2", "dns", "root", "system", "internal", "matih", "platform",
-    "default", "kube-system", "kube-public", "kube-node-lease", "cert-manager", "ingress-nginx",
-    "monitoring", "grafana", "prometheus", "bi", "dashboard", "support", "billing", "test", "localhost",
-})
 MAX_SETTINGS_BYTES = 16384
 
 

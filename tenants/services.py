@@ -191,7 +191,7 @@ def _register_once(
                     principal=idempotency.principal, key=idempotency.key, request_hash=idempotency.request_hash,
                     response_status=201, response_body_encrypted=encrypt_json(render(registration)),
                 )
-        transaction.on_commit(lambda: _dispatch(job.id))
+        transaction.on_commit(lambda: _dispatch(job))
     log.info(
         "tenant registered",
         extra={
@@ -202,17 +202,18 @@ def _register_once(
     return registration
 
 
-def _dispatch(job_id) -> None:
+def _dispatch(job: ProvisioningJob) -> None:
     # Imported late: the data plane is optional for the control plane. A failed
     # publish loses nothing: the sweeper finds PENDING jobs never dispatched.
     try:
         from provisioning.engine.canvas import dispatch_job
+        from provisioning.engine.plans import plan_for
     except ImportError:
         return
     try:
-        dispatch_job(job_id)
+        dispatch_job(job.id, plan_for(job.tier))
     except Exception:  # the broker may be down; the job row is the truth
-        log.warning("dispatch failed; the sweeper will pick the job up", extra={"jobId": str(job_id)}, exc_info=True)
+        log.warning("dispatch failed; the sweeper will pick the job up", extra={"jobId": str(job.id)}, exc_info=True)
 
 
 # --- The six operations (each called inside the registration transaction) ------------

@@ -93,7 +93,7 @@ def seeded_plans(transactional_db):
 def no_dispatch(monkeypatch):
     """These tests are about the control plane; keep committed jobs off the shared broker."""
     dispatched: list = []
-    monkeypatch.setattr(services, "_dispatch", dispatched.append)
+    monkeypatch.setattr(services, "_dispatch", lambda job: dispatched.append(job.id))
     return dispatched
 
 

@@ -90,7 +90,7 @@ def seeded_plans(transactional_db):
 def dispatched(monkeypatch) -> list:
     """Jobs handed to the data plane (after commit); kept off the shared broker."""
     jobs: list = []
-    monkeypatch.setattr(services, "_dispatch", jobs.append)
+    monkeypatch.setattr(services, "_dispatch", lambda job: jobs.append(job.id))
     return jobs
 
 
@@ -132,7 +132,7 @@ def test_a_failing_operation_answers_a_clean_error_and_the_slug_stays_free(
     assert dispatched == []
 
     monkeypatch.undo()
-    monkeypatch.setattr(services, "_dispatch", dispatched.append)
+    monkeypatch.setattr(services, "_dispatch", lambda job: dispatched.append(job.id))
     retried = operator_client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="first-try")
     assert retried.status_code == 201
     assert control_plane_rows()["tenants"] == 1

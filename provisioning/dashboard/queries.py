@@ -8,19 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Sum
-from django.utils import timezone
+from django.db.models import Count
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from billing.models import Tier
-from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, StepRun
-from provisioning.engine.plans import PLANS, plan_for
-from provisioning.selectors import provisioning_status, step_statistics
+from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob
+from provisioning.engine.plans import PLANS, plan_of_job
+from provisioning.selectors import provisioning_status, step_failure_rates, step_statistics
 
 FAILURE_EVENTS = ("job.retry_scheduled", "job.rolling_back", "job.failed", "step.compensation_failed")
-# The events that record a failed attempt of the step they name.
-STEP_FAILURE_EVENTS = ("job.retry_scheduled", "job.rolling_back", "step.failed")
 STATS_WINDOW = timedelta(days=30)
 
 
@@ -96,7 +93,7 @@ def job_timeline(job: ProvisioningJob) -> tuple[dict, list[TimelinePhase]]:
     origin = min(starts) if starts else None
     end = max(ends + starts) if starts else None
     span = max((end - origin).total_seconds(), 0.001) if origin and end else 1.0
-    plan = plan_for(job.tier)
+    plan = plan_of_job(job)
     phases = []
     for phase in plan.phases:
         rows = []
@@ -123,21 +120,6 @@ def job_timeline(job: ProvisioningJob) -> tuple[dict, list[TimelinePhase]]:
 # --- the step chart -----------------------------------------------------------------------------------------
 
 
-def step_failure_rates() -> dict[str, tuple[int, int]]:
-    """Per step over the last 30 days: (failed attempts, attempts).
-
-    A step that failed and then succeeded on a retry keeps no error on its row,
-    so failed attempts are counted from the events that record them.
-    """
-    since = timezone.now() - STATS_WINDOW
-    failed = dict(ProvisioningEvent.objects.filter(created_at__gte=since, kind__in=STEP_FAILURE_EVENTS)
-                  .exclude(step="").values("step").annotate(n=Count("id")).values_list("step", "n").order_by())
-    attempts = dict(StepRun.objects.filter(started_at__gte=since).values("name")
-                    .annotate(n=Sum("attempts")).values_list("name", "n").order_by())
-    return {name: (failed.get(name, 0), max(attempts.get(name) or 0, failed.get(name, 0)))
-            for name in set(failed) | set(attempts)}
-
-
 def chart_rows() -> dict[str, dict]:
     """step_statistics' durations, with failure rates over every attempt."""
     stats = {name: dict(row) for name, row in step_statistics(refresh=True).items()}
@@ -150,8 +132,8 @@ def chart_rows() -> dict[str, dict]:
 
 def _step_order() -> list[str]:
     names: list[str] = []
-    for tier in ("ENTERPRISE", "PROFESSIONAL", "FREE"):
-        for step in PLANS[tier].steps:
+    for key in ("PROVISION:ENTERPRISE", "PROVISION:PROFESSIONAL", "PROVISION:FREE", *sorted(PLANS)):
+        for step in PLANS[key].steps:
             if step.name not in names:
                 names.append(step.name)
     return names

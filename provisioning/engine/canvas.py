@@ -1,8 +1,47 @@
-"""Hands a committed job to the data plane."""
+"""The canvas: a job's plan as one Celery chain of phase tasks, and its rollback as another.
+
+    chain(run_phase.si(job, p1), run_phase.si(job, p2), ..., run_phase.si(job, pN))
+    chain(compensate_phase.si(job, pK), ..., compensate_phase.si(job, p1))   # latest first
+
+These two builders are the only way work is sent to the data plane: a registration or an
+operation sends the job's canvas once, on commit; resuming (the sweeper, a retry, a lapsed
+lease) sends the same canvas from the first unfinished phase. No chord, no result backend:
+the database says what is done, the canvas is transport (DESIGN.md section 3).
+"""
 from __future__ import annotations
 
+from typing import Iterable
 
-def dispatch_job(job_id, tier: str | None = None) -> None:
-    from provisioning.tasks import start_job
+from celery import chain
 
-    start_job.delay(str(job_id), tier)
+from provisioning.engine.plans import Plan
+
+
+def phase_canvas(job_id, plan: Plan, from_phase: str | None = None):
+    """run_phase for each phase of the plan from `from_phase` (default: the first), in order."""
+    from provisioning.tasks import run_phase
+
+    start = plan.phases.index(from_phase) if from_phase else 0
+    return chain(*[run_phase.si(str(job_id), phase) for phase in plan.phases[start:]])
+
+
+def rollback_canvas(job_id, phases: Iterable[str]):
+    """compensate_phase for each phase given (latest first)."""
+    from provisioning.tasks import compensate_phase
+
+    return chain(*[compensate_phase.si(str(job_id), phase) for phase in phases])
+
+
+def send_phases(job_id, plan: Plan, from_phase: str | None = None) -> None:
+    phase_canvas(job_id, plan, from_phase).apply_async()
+
+
+def send_rollback(job_id, phases: Iterable[str], countdown: float | None = None) -> None:
+    phases = list(phases)
+    if phases:
+        rollback_canvas(job_id, phases).apply_async(countdown=countdown or None)
+
+
+def dispatch_job(job_id, plan: Plan) -> None:
+    """Hand a committed PENDING job to the data plane (its first phase starts it)."""
+    send_phases(job_id, plan)

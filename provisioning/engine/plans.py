@@ -1,15 +1,38 @@
-"""The tier plans, as data: phases in the seed's order, steps inside each phase.
+"""Plans, as data: for each operation on a tenant (a job's `kind`), ordered phases of steps.
 
-A phase is a state of the seed's state machine (what the status API shows).
-A step is one Celery task (one of the seed's operations). Steps of a phase run
-as their `after` dependencies allow: a step waits only for the steps it names,
-and only steps of the same phase may be named. Each step has the seed's
-nominal duration (the middle of its range) and the compensation that undoes it.
+A phase is a state the status API shows; the canvas runs one Celery task per phase
+(provisioning.run_phase). A step is one of the seed's operations, run inside its phase's
+task: steps of a phase run as their `after` dependencies allow (only steps of the same
+phase may be named), the others of the phase side by side. Each step has a nominal
+duration (the seed's, the middle of its range; our estimate for the rest) and says what
+undoes it.
+
+What a plan does to the tenant when its job completes or fails belongs to the plan (its
+`outcome`, provisioning.engine.outcomes), not to the runner. Plans are found by their key
+(`plan_key(kind, tier, from_tier)`), which a job's row determines.
+
+This module is also the one place that says which phase is current and which steps are
+ready (`Plan.position`, `Plan.ready`): the runner, the sweeper, the status and the admin
+ask it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from typing import Collection, Mapping
+
+from provisioning.engine import steps_catalog as C
+
+
+class Kind:
+    """The operations a job performs (ProvisioningJob.kind)."""
+
+    PROVISION = "PROVISION"
+    CHANGE_TIER = "CHANGE_TIER"
+    SUSPEND = "SUSPEND"
+    ACTIVATE = "ACTIVATE"
+    DEPROVISION = "DEPROVISION"
+
+    ALL = (PROVISION, CHANGE_TIER, SUSPEND, ACTIVATE, DEPROVISION)
 
 
 @dataclass(frozen=True)
@@ -18,23 +41,62 @@ class Step:
     phase: str
     nominal_seconds: float
     after: tuple[str, ...] = ()
-    compensation: str | None = None  # what undoes it; None: nothing to undo
+    compensation: str | None = None  # what undoes it, in words; None: nothing to undo
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a job stands in its plan."""
+
+    completed: tuple[str, ...]
+    current: str  # a phase, or "COMPLETED"
+    remaining: tuple[str, ...]  # after the current one
+
+    @property
+    def is_complete(self) -> bool:
+        return self.current == COMPLETED
+
+
+COMPLETED = "COMPLETED"
 
 
 @dataclass(frozen=True)
 class Plan:
+    key: str
+    kind: str
     tier: str
     phases: tuple[str, ...]
     steps: tuple[Step, ...]
+    outcome: str  # the name of its outcome in provisioning.engine.outcomes
+    from_tier: str | None = None
+    # Phases from which a failure no longer rolls back: the job retries, and when its budget
+    # is spent it fails forward (DEPROVISION, the shared side after an ENTERPRISE cut-over).
+    forward_only_from: str | None = None
+    _by_phase: Mapping[str, tuple[Step, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _by_name: Mapping[str, Step] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_phase = {phase: tuple(s for s in self.steps if s.phase == phase) for phase in self.phases}
+        object.__setattr__(self, "_by_phase", by_phase)
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.steps})
+        for step in self.steps:
+            assert step.phase in by_phase, f"{self.key}: {step.name} is in an unknown phase {step.phase}"
+            for name in step.after:
+                assert name in self._by_name and self._by_name[name].phase == step.phase, \
+                    f"{self.key}: {step.name} waits for {name}, which is not an earlier step of its phase"
+        assert all(by_phase[phase] for phase in self.phases), f"{self.key}: a phase without steps"
+        assert self.forward_only_from is None or self.forward_only_from in self.phases
+
+    # --- the plan as a graph -----------------------------------------------------------------
 
     def steps_of(self, phase: str) -> tuple[Step, ...]:
-        return tuple(step for step in self.steps if step.phase == phase)
+        return self._by_phase[phase]
 
     def step(self, name: str) -> Step:
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(name)
+        return self._by_name[name]
+
+    def has_step(self, name: str) -> bool:
+        return name in self._by_name
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -44,188 +106,77 @@ class Plan:
     def nominal_seconds(self) -> float:
         return sum(step.nominal_seconds for step in self.steps)
 
-    def is_ready(self, step: Step, succeeded: set[str]) -> bool:
-        """Every step of the earlier phases and every step it waits for has succeeded."""
-        for phase in self.phases:
-            if phase == step.phase:
-                break
-            if any(other.name not in succeeded for other in self.steps_of(phase)):
-                return False
-        return all(name in succeeded for name in step.after)
+    def position(self, succeeded: Collection[str]) -> Position:
+        """The phases done, the current one (the first with a step not yet succeeded), the rest."""
+        for index, phase in enumerate(self.phases):
+            if any(step.name not in succeeded for step in self._by_phase[phase]):
+                return Position(self.phases[:index], phase, self.phases[index + 1:])
+        return Position(self.phases, COMPLETED, ())
 
-    def newly_ready(self, succeeded: set[str], just_succeeded: str) -> list[str]:
-        """The steps that the success of `just_succeeded` made ready (and only those)."""
-        before = succeeded - {just_succeeded}
-        return [step.name for step in self.steps
-                if step.name not in succeeded and self.is_ready(step, succeeded) and not self.is_ready(step, before)]
+    def ready(self, phase: str, statuses: Mapping[str, str], *, claimable=("PENDING",)) -> list[str]:
+        """Steps of `phase` in a claimable status whose dependencies have all succeeded."""
+        return [step.name for step in self._by_phase[phase]
+                if statuses.get(step.name) in claimable
+                and all(statuses.get(name) == "SUCCEEDED" for name in step.after)]
 
-    def progress(self, succeeded: set[str]) -> int:
-        """Percent of the nominal duration done; at most 99 (100 is for COMPLETED jobs)."""
-        done = sum(step.nominal_seconds for step in self.steps if step.name in succeeded)
-        return min(99, int(100 * done / self.nominal_seconds))
+    def is_forward_only(self, phase: str) -> bool:
+        if self.forward_only_from is None:
+            return False
+        return self.phases.index(phase) >= self.phases.index(self.forward_only_from)
 
-
-def _mid(low: float, high: float) -> float:
-    return (low + high) / 2
+    def progress(self, done_seconds: float) -> int:
+        """Percent of the nominal duration done (partial credit included); at most 99 (100: COMPLETED)."""
+        return max(0, min(99, int(100 * done_seconds / self.nominal_seconds)))
 
 
-# Nominal durations: the seed's ranges for its ten operations; our own estimates for the rest.
-VALIDATE_INPUT = "VALIDATE_INPUT"
-CONFIRM_TENANT_RECORD = "CONFIRM_TENANT_RECORD"
-SELECT_SHARED_CLUSTER = "SELECT_SHARED_CLUSTER"
-VALIDATE_SERVICE_PRINCIPAL = "VALIDATE_SERVICE_PRINCIPAL"
-ACQUIRE_TERRAFORM_LOCK = "ACQUIRE_TERRAFORM_LOCK"
-TERRAFORM_APPLY = "TERRAFORM_APPLY"
-RELEASE_TERRAFORM_LOCK = "RELEASE_TERRAFORM_LOCK"
-CREATE_NAMESPACE = "CREATE_NAMESPACE"
-CONFIGURE_QUOTAS = "CONFIGURE_QUOTAS"
-CONFIGURE_NETWORKING = "CONFIGURE_NETWORKING"
-SETUP_DATABASE = "SETUP_DATABASE"
-DEPLOY_CORE_SERVICES = "DEPLOY_CORE_SERVICES"
-DEPLOY_DATA_SERVICES = "DEPLOY_DATA_SERVICES"
-DEPLOY_INGRESS_CONTROLLER = "DEPLOY_INGRESS_CONTROLLER"
-CREATE_DNS_ZONE = "CREATE_DNS_ZONE"
-CREATE_TENANT_INGRESS = "CREATE_TENANT_INGRESS"
-DEPLOY_MONITORING = "DEPLOY_MONITORING"
-SETUP_OBSERVABILITY = "SETUP_OBSERVABILITY"
-VERIFY_CONNECTIVITY = "VERIFY_CONNECTIVITY"
-
-NOMINAL_SECONDS: dict[str, float] = {
-    VALIDATE_INPUT: 1,
-    CONFIRM_TENANT_RECORD: 1,
-    SELECT_SHARED_CLUSTER: 2,
-    VALIDATE_SERVICE_PRINCIPAL: 5,
-    ACQUIRE_TERRAFORM_LOCK: 2,
-    TERRAFORM_APPLY: 1200,
-    RELEASE_TERRAFORM_LOCK: 1,
-    CREATE_NAMESPACE: _mid(5, 30),
-    CONFIGURE_QUOTAS: 5,
-    CONFIGURE_NETWORKING: _mid(10, 30),
-    SETUP_DATABASE: _mid(30, 120),
-    DEPLOY_CORE_SERVICES: _mid(60, 300),
-    DEPLOY_DATA_SERVICES: _mid(60, 300),
-    DEPLOY_INGRESS_CONTROLLER: _mid(30, 120),
-    CREATE_DNS_ZONE: _mid(10, 60),
-    CREATE_TENANT_INGRESS: _mid(10, 30),
-    DEPLOY_MONITORING: _mid(30, 60),
-    SETUP_OBSERVABILITY: _mid(10, 30),
-    VERIFY_CONNECTIVITY: 15,
-}
-
-COMPENSATIONS: dict[str, str | None] = {
-    VALIDATE_INPUT: None,
-    CONFIRM_TENANT_RECORD: None,
-    SELECT_SHARED_CLUSTER: "release the cluster slot",
-    VALIDATE_SERVICE_PRINCIPAL: None,
-    ACQUIRE_TERRAFORM_LOCK: "release the Terraform state lock",
-    TERRAFORM_APPLY: "terraform destroy",
-    RELEASE_TERRAFORM_LOCK: None,
-    CREATE_NAMESPACE: "delete the namespace and its RBAC",
-    CONFIGURE_QUOTAS: "delete the ResourceQuota and LimitRange",
-    CONFIGURE_NETWORKING: "delete the NetworkPolicies",
-    SETUP_DATABASE: "drop the tenant's schema and role",
-    DEPLOY_CORE_SERVICES: "uninstall the core-services release",
-    DEPLOY_DATA_SERVICES: "uninstall the data-services release",
-    DEPLOY_INGRESS_CONTROLLER: "uninstall the ingress-controller release",
-    CREATE_DNS_ZONE: "remove the NS delegation, then the zone",
-    CREATE_TENANT_INGRESS: "delete the Ingress and its certificate",
-    DEPLOY_MONITORING: "uninstall the monitoring release",
-    SETUP_OBSERVABILITY: "remove the log and trace pipelines",
-    VERIFY_CONNECTIVITY: None,
-}
+# --- building plans ----------------------------------------------------------------------------
 
 
-def _step(name: str, phase: str, after: tuple[str, ...] = ()) -> Step:
-    return Step(name=name, phase=phase, nominal_seconds=NOMINAL_SECONDS[name], after=after,
-                compensation=COMPENSATIONS[name])
+def step(name: str, phase: str, *after: str) -> Step:
+    return Step(name=name, phase=phase, nominal_seconds=C.NOMINAL_SECONDS[name], after=tuple(after),
+                compensation=C.COMPENSATIONS.get(name))
 
 
-SHARED_PHASES = (
-    "VALIDATING_INPUT",
-    "CREATING_TENANT_RECORD",
-    "ALLOCATING_SHARED_CLUSTER",
-    "CONFIGURING_QUOTAS",
-    "DEPLOYING_SERVICES",
-    "VERIFYING_CONNECTIVITY",
-)
-DEDICATED_PHASES = (
-    "VALIDATING_INPUT",
-    "CREATING_TENANT_RECORD",
-    "VALIDATING_SERVICE_PRINCIPAL",
-    "ACQUIRING_TERRAFORM_LOCK",
-    "PROVISIONING_INFRASTRUCTURE",
-    "CREATING_KUBERNETES_RESOURCES",
-    "DEPLOYING_SERVICES",
-    "VERIFYING_CONNECTIVITY",
-)
+def plan_key(kind: str, tier: str, from_tier: str | None = None) -> str:
+    if kind == Kind.CHANGE_TIER:
+        return f"{kind}:{from_tier}->{tier}"
+    return f"{kind}:{tier}"
 
-_FULL_SERVICES = (
-    _step(SETUP_DATABASE, "DEPLOYING_SERVICES"),
-    _step(DEPLOY_CORE_SERVICES, "DEPLOYING_SERVICES", after=(SETUP_DATABASE,)),
-    _step(DEPLOY_DATA_SERVICES, "DEPLOYING_SERVICES", after=(DEPLOY_CORE_SERVICES,)),
-    _step(DEPLOY_INGRESS_CONTROLLER, "DEPLOYING_SERVICES"),
-    _step(CREATE_DNS_ZONE, "DEPLOYING_SERVICES"),
-    _step(CREATE_TENANT_INGRESS, "DEPLOYING_SERVICES",
-          after=(DEPLOY_CORE_SERVICES, DEPLOY_INGRESS_CONTROLLER, CREATE_DNS_ZONE)),
-    _step(DEPLOY_MONITORING, "DEPLOYING_SERVICES"),
-    _step(SETUP_OBSERVABILITY, "DEPLOYING_SERVICES", after=(DEPLOY_MONITORING,)),
-)
 
-PLANS: dict[str, Plan] = {
-    "FREE": Plan(
-        tier="FREE",
-        phases=SHARED_PHASES,
-        steps=(
-            _step(VALIDATE_INPUT, "VALIDATING_INPUT"),
-            _step(CONFIRM_TENANT_RECORD, "CREATING_TENANT_RECORD"),
-            _step(SELECT_SHARED_CLUSTER, "ALLOCATING_SHARED_CLUSTER"),
-            _step(CREATE_NAMESPACE, "ALLOCATING_SHARED_CLUSTER", after=(SELECT_SHARED_CLUSTER,)),
-            _step(CONFIGURE_QUOTAS, "CONFIGURING_QUOTAS"),
-            _step(CONFIGURE_NETWORKING, "CONFIGURING_QUOTAS"),
-            # The subset: the shared ingress controller and the shared DNS zone serve FREE tenants.
-            _step(SETUP_DATABASE, "DEPLOYING_SERVICES"),
-            _step(DEPLOY_CORE_SERVICES, "DEPLOYING_SERVICES", after=(SETUP_DATABASE,)),
-            _step(CREATE_TENANT_INGRESS, "DEPLOYING_SERVICES", after=(DEPLOY_CORE_SERVICES,)),
-            _step(SETUP_OBSERVABILITY, "DEPLOYING_SERVICES"),
-            _step(VERIFY_CONNECTIVITY, "VERIFYING_CONNECTIVITY"),
-        ),
-    ),
-    "PROFESSIONAL": Plan(
-        tier="PROFESSIONAL",
-        phases=SHARED_PHASES,
-        steps=(
-            _step(VALIDATE_INPUT, "VALIDATING_INPUT"),
-            _step(CONFIRM_TENANT_RECORD, "CREATING_TENANT_RECORD"),
-            _step(SELECT_SHARED_CLUSTER, "ALLOCATING_SHARED_CLUSTER"),
-            _step(CREATE_NAMESPACE, "ALLOCATING_SHARED_CLUSTER", after=(SELECT_SHARED_CLUSTER,)),
-            _step(CONFIGURE_QUOTAS, "CONFIGURING_QUOTAS"),
-            _step(CONFIGURE_NETWORKING, "CONFIGURING_QUOTAS"),
-            *_FULL_SERVICES,
-            _step(VERIFY_CONNECTIVITY, "VERIFYING_CONNECTIVITY"),
-        ),
-    ),
-    "ENTERPRISE": Plan(
-        tier="ENTERPRISE",
-        phases=DEDICATED_PHASES,
-        steps=(
-            _step(VALIDATE_INPUT, "VALIDATING_INPUT"),
-            _step(CONFIRM_TENANT_RECORD, "CREATING_TENANT_RECORD"),
-            _step(VALIDATE_SERVICE_PRINCIPAL, "VALIDATING_SERVICE_PRINCIPAL"),
-            _step(ACQUIRE_TERRAFORM_LOCK, "ACQUIRING_TERRAFORM_LOCK"),
-            _step(TERRAFORM_APPLY, "PROVISIONING_INFRASTRUCTURE"),
-            _step(RELEASE_TERRAFORM_LOCK, "PROVISIONING_INFRASTRUCTURE", after=(TERRAFORM_APPLY,)),
-            _step(CREATE_NAMESPACE, "CREATING_KUBERNETES_RESOURCES"),
-            _step(CONFIGURE_QUOTAS, "CREATING_KUBERNETES_RESOURCES", after=(CREATE_NAMESPACE,)),
-            _step(CONFIGURE_NETWORKING, "CREATING_KUBERNETES_RESOURCES", after=(CREATE_NAMESPACE,)),
-            *_FULL_SERVICES,
-            _step(VERIFY_CONNECTIVITY, "VERIFYING_CONNECTIVITY"),
-        ),
-    ),
-}
+PLANS: dict[str, Plan] = {}
+
+
+def register(plan: Plan) -> Plan:
+    assert plan.key == plan_key(plan.kind, plan.tier, plan.from_tier), plan.key
+    assert plan.key not in PLANS, f"two plans for {plan.key}"
+    missing = [s.name for s in plan.steps if s.name not in C.NOMINAL_SECONDS]
+    assert not missing, f"{plan.key}: steps without a nominal duration: {missing}"
+    PLANS[plan.key] = plan
+    return plan
+
+
+def plan_of(kind: str, tier: str, from_tier: str | None = None) -> Plan:
+    """The plan of a job, by its kind, its tier (the target tier of a change) and its former tier."""
+    return PLANS[plan_key(kind, tier, from_tier)]
+
+
+def has_plan(kind: str, tier: str, from_tier: str | None = None) -> bool:
+    return plan_key(kind, tier, from_tier) in PLANS
+
+
+def plan_for(tier: str) -> Plan:
+    """The provisioning plan of a tier (the registration's)."""
+    return PLANS[plan_key(Kind.PROVISION, tier)]
+
+
+def plan_of_job(job) -> Plan:
+    """The plan of a job row (a ProvisioningJob, or anything with kind, tier and from_tier)."""
+    return plan_of(job.kind, job.tier, job.from_tier)
+
+
+# The plans themselves live with their operations; importing them registers them.
+from provisioning.engine import plan_table  # noqa: E402,F401
 
 ALL_STEP_NAMES: frozenset[str] = frozenset(name for plan in PLANS.values() for name in plan.step_names)
-
-
-@lru_cache(maxsize=None)
-def plan_for(tier: str) -> Plan:
-    return PLANS[tier]
+PROVISIONING_STEP_NAMES: frozenset[str] = frozenset(
+    name for plan in PLANS.values() if plan.kind == Kind.PROVISION for name in plan.step_names)

@@ -1,18 +1,25 @@
-"""The orchestrator: runs a job's plan as Celery tasks, with the database as the truth.
+"""The phase runner: one delivery of `provisioning.run_phase(job_id, phase)`.
 
-The canvas. Each step is one `provisioning.run_step` task. A task that
-finishes its step commits the result and then sends the steps that became
-ready: the next step of a chain, every step of a parallel group at once, and a
-step that waits for several others only once all of them have succeeded (the
-fan-in is read from the database under the job's row lock, not counted in
-the result backend, so a lost message or a wiped Redis costs a delay, never
-a job). Resuming a job rebuilds the canvas the same way: from the steps that
-are not yet done.
+A phase's steps run inside its task, each with its own StepRun claim, lease, outputs and
+events; steps whose `after` dependencies allow run side by side in a bounded thread pool
+(the steps are I/O-bound: cloud APIs, Helm, Terraform), a lone ready step runs in the task's
+own thread. The database is the truth, so any delivery may be a duplicate or a stray:
 
-The claims. A task claims its StepRun with a compare-and-swap (PENDING ->
-RUNNING, or a RUNNING step whose lease lapsed). A duplicate delivery finds the
-step claimed or done and does nothing, except make sure the successors of a
-done step were sent.
+- a phase already done returns at once, and the chain goes on;
+- a phase that is not the job's current one (an earlier phase is unfinished), a job that is
+  not RUNNING, or a step held under a live lease elsewhere ends this delivery's chain: the
+  holder's task carries it on (of two deliveries finishing the last steps together, at
+  least one reads both successes, because each success returns the job's succeeded steps
+  read under the job's row lock);
+- a step that fails stops new steps from starting; the running siblings finish; then the
+  chain ends: a transient failure waits for its retry (the sweeper resumes it), a permanent
+  one (or a spent budget) sends the rollback canvas.
+
+The hot path is one statement to load the phase (the first phase also starts the job in it),
+then two per step, each one round trip: the claim (step RUNNING with its lease, the job's
+version, an event) and the success (step SUCCEEDED, the job's succeeded_steps appended and
+its context merged under its row lock, an event). The job's statuses in that SQL come from
+the state table (provisioning.engine.states.sql_transition).
 """
 from __future__ import annotations
 
@@ -20,12 +27,14 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -33,276 +42,285 @@ from psycopg.types.json import Jsonb
 from deploy.backend import backend_for
 from deploy.errors import InfraError, TransientInfraError
 from provisioning.engine import heartbeat
-from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob, StepRun, StepStatus
-from provisioning.engine.plans import Plan, plan_for
-from provisioning.live.publish import publish_change
-from provisioning.engine.spec import namespace_for
-from provisioning.engine.states import backoff_seconds, lease_until, record, transition
+from provisioning.engine.outcomes import outcome_of
+from provisioning.engine.plans import Plan, plan_of
+from provisioning.engine.states import (
+    EVENT_TABLE,
+    JOB_TABLE,
+    backoff_seconds,
+    event_sql,
+    lease_until,
+    record,
+    simulated_time_scale,
+    sql_status_in,
+    sql_transition,
+    transition,
+)
 from provisioning.engine.steps import IMPLEMENTATIONS, StepContext
-from tenants.models import DeploymentType, Tenant, TenantStatus
+from provisioning.live.publish import publish_change
+from provisioning.models import JobStatus, StepRun, StepStatus
+from tenants.models import Tenant
 
-log = logging.getLogger("matih.orchestrator")
+log = logging.getLogger("matih.engine")
 
 S = JobStatus
 STEP_TABLE = StepRun._meta.db_table
-JOB_TABLE = ProvisioningJob._meta.db_table
-EVENT_TABLE = ProvisioningEvent._meta.db_table
-ACTIVE_STEP_STATUSES = (StepStatus.RUNNING, StepStatus.COMPENSATING)
 
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-# --- the plan as a graph ------------------------------------------------------------------------------
+def claim_token() -> str:
+    return f"{worker_identity()}:{time.monotonic_ns()}"
 
 
-def current_phase(plan: Plan, statuses: dict[str, str]) -> str:
-    """The first phase with a step not yet succeeded; COMPLETED when there is none."""
-    for phase in plan.phases:
-        if any(statuses.get(step.name) != StepStatus.SUCCEEDED for step in plan.steps_of(phase)):
-            return phase
-    return "COMPLETED"
+# --- the SQL of the hot path ------------------------------------------------------------------------
 
+START = sql_transition([S.PENDING], S.RUNNING)
+COMPLETE = sql_transition([S.RUNNING], S.COMPLETED)
+IS_RUNNING = sql_status_in([S.RUNNING])
 
-def ready_steps(plan: Plan, statuses: dict[str, str]) -> list[str]:
-    """PENDING steps of the current phase whose dependencies have all succeeded."""
-    phase = current_phase(plan, statuses)
-    if phase == "COMPLETED":
-        return []
-    return [
-        step.name for step in plan.steps_of(phase)
-        if statuses.get(step.name) == StepStatus.PENDING
-        and all(statuses.get(name) == StepStatus.SUCCEEDED for name in step.after)
-    ]
-
-
-# --- sending -----------------------------------------------------------------------------------------
-
-
-def send_steps(job_id, names: list[str]) -> None:
-    from provisioning.tasks import run_step
-
-    for name in names:
-        run_step.delay(str(job_id), name)
-
-
-def send_compensation(job_id, countdown: float = 0) -> None:
-    from provisioning.tasks import compensate
-
-    compensate.apply_async((str(job_id),), countdown=countdown or None)
-
-
-def _on_commit_publish(tenant_id, job_id, version, status) -> None:
-    transaction.on_commit(lambda: publish_change(tenant_id=tenant_id, job_id=job_id, version=version,
-                                                 status=status))
-
-
-# --- starting and resuming ------------------------------------------------------------------------------
-
-
-def ensure_step_runs(job: ProvisioningJob) -> None:
-    plan = plan_for(job.tier)
-    StepRun.objects.bulk_create(
-        [StepRun(job_id=job.id, name=step.name, phase=step.phase, position=index)
-         for index, step in enumerate(plan.steps)],
-        ignore_conflicts=True,
-    )
-
-
-START_SQL = f"""
-WITH j AS (
-    UPDATE {JOB_TABLE} SET status = 'RUNNING', version = version + 1, updated_at = now(), started_at = now(),
-        lease_owner = %(owner)s, lease_expires_at = %(lease)s, current_state = %(first_phase)s
-    WHERE id = %(job)s AND status = 'PENDING' AND tier = %(tier)s
-    RETURNING version, tenant_id
-), s AS (
-    INSERT INTO {STEP_TABLE} (job_id, name, phase, position, status, attempts, compensation_attempts, error,
-                              outputs, claimed_by)
-    SELECT %(job)s, step.name, step.phase, step.position, 'PENDING', 0, 0, '', '{{}}'::jsonb, ''
-    FROM unnest(%(names)s::varchar[], %(phases)s::varchar[], %(positions)s::int[]) AS step(name, phase, position)
-    WHERE EXISTS (SELECT 1 FROM j)
-    ON CONFLICT (job_id, name) DO NOTHING
-), e AS (
-    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
-    SELECT %(job)s, j.version, 'job.started', '', %(message)s, '{{}}'::jsonb, now() FROM j
-)
-SELECT version, tenant_id FROM j
+_LOAD_COLUMNS = """
+    j.{status}, j.kind, j.tier, j.from_tier, j.context, j.version, j.succeeded_steps,
+    t.id, t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values,
+    coalesce((SELECT json_agg(json_build_array(s.name, s.status, s.lease_expires_at < now()))
+              FROM {steps} s WHERE s.job_id = j.id AND s.phase = %(phase)s), '[]'::json)
 """
 
+LOAD_SQL = f"""
+SELECT {_LOAD_COLUMNS.format(status="status", steps=STEP_TABLE)}
+FROM {JOB_TABLE} j
+JOIN tenants_tenant t ON t.id = j.tenant_id
+LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = j.tenant_id
+WHERE j.id = %(job)s
+"""
 
-def start_job(job_id, tier: str | None = None) -> bool:
-    """PENDING -> RUNNING, make its steps, send the first, in one statement. False if it was not PENDING."""
-    if tier is None:
-        tier = ProvisioningJob.objects.filter(id=job_id).values_list("tier", flat=True).first()
-        if tier is None:
-            return False
-    plan = plan_for(tier)
-    with connection.cursor() as cursor:
-        cursor.execute(START_SQL, {
-            "job": job_id, "tier": tier, "owner": worker_identity(), "lease": lease_until(timezone.now()),
-            "first_phase": plan.phases[0], "message": f"Provisioning a {tier} tenant.",
-            "names": [step.name for step in plan.steps], "phases": [step.phase for step in plan.steps],
-            "positions": list(range(len(plan.steps))),
-        })
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    version, tenant_id = row
-    publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.RUNNING)
-    send_steps(job_id, [step.name for step in plan.steps if plan.is_ready(step, set())])
-    return True
+# The first phase starts a PENDING job in the same statement: PENDING -> RUNNING, its plan's
+# steps made, its event. The SELECT does not see what its CTEs wrote (one snapshot), so when it
+# started the job it reports RUNNING and the phase's steps PENDING itself. Which plan the job
+# follows is read from its row: the steps of every plan that begins with this phase are
+# parameters, and only the job's plan's are inserted.
+PLAN_KEY_SQL = ("CASE WHEN kind = 'CHANGE_TIER' THEN kind || ':' || from_tier || '->' || tier "
+                "ELSE kind || ':' || tier END")
 
+START_AND_LOAD_SQL = f"""
+WITH started AS (
+    UPDATE {JOB_TABLE} SET {START.set}, version = version + 1, updated_at = now(), started_at = now(),
+        lease_owner = %(owner)s, lease_expires_at = %(lease)s
+    WHERE id = %(job)s AND {START.where}
+    RETURNING version, {PLAN_KEY_SQL} AS plan, kind, tier, from_tier
+), planned AS (
+    SELECT step.name, step.phase, step.position
+    FROM unnest(%(plans)s::varchar[], %(names)s::varchar[], %(phases)s::varchar[], %(positions)s::int[])
+         AS step(plan, name, phase, position)
+    WHERE step.plan = (SELECT plan FROM started)
+), made AS (
+    INSERT INTO {STEP_TABLE} (job_id, name, phase, position, status, attempts, compensation_attempts, error,
+                              outputs, claimed_by, elapsed_ms)
+    SELECT %(job)s, name, phase, position, '{StepStatus.PENDING}', 0, 0, '', '{{}}'::jsonb, '', 0 FROM planned
+    ON CONFLICT (job_id, name) DO NOTHING
+), e AS (
+    {event_sql(source="started", seq="started.version", kind="'job.started'",
+               message="'Started: ' || started.kind || ' (' || coalesce(started.from_tier || ' -> ', '') "
+                       "|| started.tier || ').'")}
+)
+SELECT CASE WHEN started.version IS NULL THEN j.status ELSE '{S.RUNNING}' END, j.kind, j.tier, j.from_tier,
+    j.context, coalesce(started.version, j.version), j.succeeded_steps,
+    t.id, t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values,
+    CASE WHEN started.version IS NULL THEN
+        coalesce((SELECT json_agg(json_build_array(s.name, s.status, s.lease_expires_at < now()))
+                  FROM {STEP_TABLE} s WHERE s.job_id = j.id AND s.phase = %(phase)s), '[]'::json)
+    ELSE (SELECT json_agg(json_build_array(name, '{StepStatus.PENDING}', false)) FROM planned
+          WHERE phase = %(phase)s) END,
+    started.version IS NOT NULL
+FROM {JOB_TABLE} j
+JOIN tenants_tenant t ON t.id = j.tenant_id
+LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = j.tenant_id
+LEFT JOIN started ON true
+WHERE j.id = %(job)s
+"""
 
-# --- running one step -------------------------------------------------------------------------------------
-#
-# The hot path is two statements per step, each one round trip: the claim (step
-# RUNNING with its lease, the job's phase and version, an event, and the job and
-# tenant read back) and the success (step SUCCEEDED, the job's succeeded_steps
-# appended under its row lock, the job's lease pushed forward, an event).
-
+# A step is claimable when PENDING, or RUNNING with a lapsed lease (its worker died: taken over).
 CLAIM_SQL = f"""
 WITH s AS (
-    UPDATE {STEP_TABLE} SET status = 'RUNNING', attempts = attempts + 1, started_at = now(), finished_at = NULL,
-        duration_ms = NULL, error = '', claimed_by = %(owner)s, lease_expires_at = %(lease)s
-    WHERE job_id = %(job)s AND name = %(name)s AND status = 'PENDING'
-      AND EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE id = %(job)s AND status = 'RUNNING')
-    RETURNING id, attempts, phase
+    UPDATE {STEP_TABLE} SET status = '{StepStatus.RUNNING}', attempts = attempts + 1, started_at = now(),
+        finished_at = NULL, duration_ms = NULL, error = '', claimed_by = %(owner)s, lease_expires_at = %(lease)s,
+        -- a step taken over keeps the time its dead worker ran it (progress never goes back)
+        elapsed_ms = elapsed_ms + CASE WHEN status = '{StepStatus.RUNNING}'
+            THEN greatest(0, (extract(epoch FROM now() - started_at) * 1000)::int) ELSE 0 END
+    WHERE job_id = %(job)s AND name = %(name)s
+      AND (status = '{StepStatus.PENDING}' OR (status = '{StepStatus.RUNNING}' AND lease_expires_at < now()))
+      AND EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE id = %(job)s AND {IS_RUNNING})
+    RETURNING id, attempts, started_at
 ), j AS (
-    -- A new version for the live views, and the job's state is the phase now running
-    -- (no indexed column changes: a HOT update).
-    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(), current_state = (SELECT phase FROM s)
-    WHERE id = %(job)s AND status = 'RUNNING' AND EXISTS (SELECT 1 FROM s)
-    RETURNING version
+    -- A new version for the live views; the lease moves only once half of it is used, so
+    -- that no indexed column changes and the update stays HOT.
+    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(),
+        lease_expires_at = CASE WHEN lease_expires_at IS NULL OR lease_expires_at < %(renew_before)s
+                                THEN %(lease)s ELSE lease_expires_at END
+    WHERE id = %(job)s AND {IS_RUNNING} AND EXISTS (SELECT 1 FROM s)
+    RETURNING version, tenant_id
 ), e AS (
-    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
-    SELECT %(job)s, j.version, 'step.started', %(name)s, %(message)s,
-           jsonb_build_object('attempt', (SELECT attempts FROM s)), now()
-    FROM j
+    {event_sql(source="j", seq="j.version", kind="'step.started'", step="%(name)s",
+               data="jsonb_build_object('attempt', (SELECT attempts FROM s))")}
 )
-SELECT s.id, s.attempts, s.phase, coalesce((SELECT version FROM j), job.version), job.status, job.tenant_id,
-       job.tier, job.context,
-       t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values
-FROM s
-JOIN {JOB_TABLE} job ON job.id = %(job)s
-JOIN tenants_tenant t ON t.id = job.tenant_id
-LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = job.tenant_id
+SELECT s.id, s.attempts, s.started_at, j.version, j.tenant_id FROM s, j
 """
 
 SUCCEED_SQL = f"""
 WITH s AS (
-    UPDATE {STEP_TABLE} SET status = 'SUCCEEDED', outputs = %(outputs)s, finished_at = now(),
-        succeeded_at = now(), duration_ms = %(duration)s, lease_expires_at = NULL
-    WHERE id = %(step)s AND status = 'RUNNING' AND claimed_by = %(owner)s
+    UPDATE {STEP_TABLE} SET status = '{StepStatus.SUCCEEDED}', outputs = %(outputs)s, finished_at = now(),
+        succeeded_at = now(), duration_ms = %(duration)s, elapsed_ms = elapsed_ms + %(duration)s,
+        lease_expires_at = NULL
+    WHERE id = %(step)s AND status = '{StepStatus.RUNNING}' AND claimed_by = %(owner)s
     RETURNING id
 ), j AS (
-    -- The lease moves only once half of it is used: an unchanged indexed column keeps the update HOT.
     UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(),
         lease_expires_at = CASE WHEN lease_expires_at IS NULL OR lease_expires_at < %(renew_before)s
                                 THEN %(lease)s ELSE lease_expires_at END,
         succeeded_steps = array_append(succeeded_steps, %(name)s), context = context || %(context)s
     WHERE id = %(job)s AND EXISTS (SELECT 1 FROM s)
-    RETURNING version, status, succeeded_steps, tenant_id
+    RETURNING version, status, succeeded_steps, tenant_id, context
 ), e AS (
-    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
-    SELECT %(job)s, j.version, 'step.succeeded', %(name)s, %(message)s, '{{}}'::jsonb, now() FROM j
+    {event_sql(source="j", seq="j.version", kind="'step.succeeded'", step="%(name)s")}
 )
-SELECT version, status, succeeded_steps, tenant_id FROM j
+SELECT version, status, succeeded_steps, tenant_id, context FROM j
 """
-
-
-@dataclass
-class Claim:
-    step_id: int
-    attempts: int
-    phase: str
-    owner: str
-    job_version: int
-    tier: str
-    context: dict
-    tenant: Tenant
-    tenant_settings: dict
 
 
 def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _settings_of(tenant: Tenant) -> dict:
-    return getattr(getattr(tenant, "settings", None), "values", None) or {}
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
-def claim_step(job_id, name: str) -> tuple[Claim | None, StepRun | None]:
-    """Claim the step (PENDING, or RUNNING with a lapsed lease). (claim, None) or (None, current row)."""
-    owner = f"{worker_identity()}:{time.monotonic_ns()}"
-    lease = lease_until(timezone.now())
+def _lease_params() -> dict:
+    now = timezone.now()
+    return {"lease": lease_until(now), "renew_before": now + timedelta(seconds=settings.MATIH_STEP_LEASE / 2)}
+
+
+# --- what a delivery found and did --------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """The phase as loaded: the job, its tenant, and the statuses of the phase's steps."""
+
+    job_id: str
+    phase: str
+    status: str
+    plan: Plan
+    context: dict
+    succeeded: set[str]
+    tenant: Tenant
+    tenant_settings: dict
+    statuses: dict[str, str]  # step -> status; a RUNNING step whose lease lapsed is "LAPSED"
+
+
+@dataclass
+class Result:
+    """What a delivery did, and whether the chain goes on after it."""
+
+    outcome: str
+    go_on: bool
+
+    def __str__(self) -> str:
+        return self.outcome
+
+
+LAPSED = "LAPSED"
+CLAIMABLE = (StepStatus.PENDING, LAPSED)
+
+
+def load_phase(job_id, phase: str) -> Phase | None:
+    """One statement: the job, its tenant and the phase's steps (a first phase starts a PENDING job)."""
+    starting = _plans_starting_with(phase)
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "lease": lease,
-                                   "message": f"{name} started."})
+        if starting is None:
+            cursor.execute(LOAD_SQL, {"job": job_id, "phase": phase})
+        else:
+            cursor.execute(START_AND_LOAD_SQL, {"job": job_id, "phase": phase, "owner": worker_identity(),
+                                                "lease": lease_until(timezone.now()), **starting})
         row = cursor.fetchone()
     if row is None:
-        return _take_over_lapsed(job_id, name, owner)
-    # The job's status is checked in the claim's snapshot: a cancel that commits while we
-    # claim finds this step RUNNING, lets it finish, then undoes it (as for any running step).
-    step_id, attempts, phase, version, job_status, tenant_id, tier, context, *tenant_row = row
-    t_name, t_slug, t_tier, t_status, t_region, t_email, t_principal, t_settings = tenant_row
-    # Django leaves jsonb undecoded on raw cursors (JSONField decodes it); decode it here.
-    context, t_settings = _json(context), _json(t_settings)
+        return None
+    (status, kind, tier, from_tier, context, version, succeeded, tenant_id, t_name, t_slug, t_tier, t_status,
+     t_region, t_email, t_principal, t_settings, steps, *started) = row
+    statuses = {}
+    for name, step_status, lapsed in _json(steps) or ():
+        statuses[name] = LAPSED if step_status == StepStatus.RUNNING and lapsed else step_status
     tenant = Tenant(id=tenant_id, name=t_name, slug=t_slug, tier=t_tier, status=t_status, region=t_region,
                     admin_email=t_email, service_principal_encrypted=t_principal)
+    if started and started[0]:
+        publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.RUNNING)
+    return Phase(job_id=str(job_id), phase=phase, status=status, plan=plan_of(kind, tier, from_tier),
+                 context=_json(context) or {}, succeeded=set(succeeded or ()), tenant=tenant,
+                 tenant_settings=_json(t_settings) or {}, statuses=statuses)
+
+
+_starting: dict[str, dict | None] = {}
+
+
+def _plans_starting_with(phase: str) -> dict | None:
+    """The steps of every plan whose first phase is `phase`, as START_AND_LOAD_SQL's parameters."""
+    if phase not in _starting:
+        from provisioning.engine.plans import PLANS
+
+        rows = [(plan.key, step.name, step.phase, position)
+                for plan in PLANS.values() if plan.phases[0] == phase
+                for position, step in enumerate(plan.steps)]
+        _starting[phase] = None if not rows else {
+            "plans": [r[0] for r in rows], "names": [r[1] for r in rows], "phases": [r[2] for r in rows],
+            "positions": [r[3] for r in rows]}
+    return _starting[phase]
+
+
+# --- one step ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    status: str  # succeeded, failed, held (claimed by someone else or not claimable)
+    job_status: str | None = None
+    succeeded: list[str] | None = None
+    context: dict | None = None
+
+
+@dataclass
+class Claim:
+    step_id: int
+    attempts: int
+    owner: str
+    started_at: object  # the database's clock
+
+
+def claim_step(job_id, name: str) -> Claim | None:
+    owner = claim_token()
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "message": f"{name} started.",
+                                   **_lease_params()})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    step_id, attempts, started_at, version, tenant_id = row
     publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.RUNNING)
-    return Claim(step_id=step_id, attempts=attempts, phase=phase, owner=owner, job_version=version, tier=tier,
-                 context=context, tenant=tenant, tenant_settings=t_settings or {}), None
+    return Claim(step_id=step_id, attempts=attempts, owner=owner, started_at=started_at)
 
 
-def _take_over_lapsed(job_id, name: str, owner: str) -> tuple[Claim | None, StepRun | None]:
-    """A RUNNING step whose lease lapsed (its worker died) is taken over; anything else is left alone."""
-    now = timezone.now()
-    current = StepRun.objects.filter(job_id=job_id, name=name).first()
-    if current is None or current.status != StepStatus.RUNNING or current.lease_expires_at is None \
-            or current.lease_expires_at > now:
-        return None, current
-    with transaction.atomic():
-        job = ProvisioningJob.objects.select_for_update().select_related("tenant", "tenant__settings") \
-            .filter(id=job_id, status=S.RUNNING).first()
-        if job is None:
-            return None, current
-        taken = StepRun.objects.filter(id=current.id, status=StepStatus.RUNNING,
-                                       claimed_by=current.claimed_by).update(
-            attempts=F("attempts") + 1, started_at=now, claimed_by=owner, lease_expires_at=lease_until(now))
-        if not taken:
-            return None, StepRun.objects.filter(id=current.id).first()
-        version, _ = record(job_id, event="step.started", step=name, data={"attempt": current.attempts + 1},
-                            message=f"{name} taken over from a worker that stopped.",
-                            lease_expires_at=lease_until(now), current_state=current.phase)
-    return Claim(step_id=current.id, attempts=current.attempts + 1, phase=current.phase, owner=owner,
-                 job_version=version, tier=job.tier, context=job.context, tenant=job.tenant,
-                 tenant_settings=_settings_of(job.tenant)), None
-
-
-def run_step(job_id, name: str) -> str:
-    """Run one step of a job; returns what happened (for logs and tests).
-
-    1. Claim the step; a job that is not RUNNING starts nothing. If the step is
-       done or another live worker holds it, this delivery was a duplicate.
-    2. Run it with its lease renewed; commit the outputs, or the failure.
-    3. Send the steps its success made ready, or complete the job.
-    """
-    claim, current = claim_step(job_id, name)
+def run_step(phase: Phase, name: str, context: dict) -> StepOutcome:
+    """Claim the step, run it with its lease renewed, and commit its outputs or its failure."""
+    claim = claim_step(phase.job_id, name)
     if claim is None:
-        # A duplicate delivery. Its successors went out when it succeeded; if the
-        # worker died between commit and send, the lapsed job lease brings the sweeper.
-        if current is not None and current.status == StepStatus.SUCCEEDED:
-            return "already-succeeded"
-        if current is not None and current.status == StepStatus.RUNNING:
-            return "held-elsewhere"
-        return "not-claimable"
-    plan = plan_for(claim.tier)
-    step = plan.step(name)
-    backend = backend_for(simulate=claim.context.get("simulate"))
-    ctx = StepContext(job_id=str(job_id), tenant=claim.tenant, tenant_settings=claim.tenant_settings,
-                      job_context=claim.context, backend=backend, attempt=claim.attempts)
-    heartbeat.hold(claim.step_id, job_id)
+        return StepOutcome(name=name, status="held")
+    step = phase.plan.step(name)
+    backend = backend_for(simulate=context.get("simulate"))
+    ctx = StepContext(job_id=phase.job_id, tenant=phase.tenant, tenant_settings=phase.tenant_settings,
+                      job_context=context, backend=backend, attempt=claim.attempts, plan=phase.plan)
+    heartbeat.hold(claim.step_id, phase.job_id)
     started = time.monotonic()
     try:
         before_step = getattr(backend, "before_step", None)
@@ -310,139 +328,249 @@ def run_step(job_id, name: str) -> str:
             before_step(name, claim.attempts, step.nominal_seconds)
         outputs = IMPLEMENTATIONS[name].run(ctx) or {}
     except InfraError as error:
-        fail_step(job_id, claim, name, error, started)
-        return "failed"
+        return fail_step(phase, claim, name, error, started)
     except Exception as error:  # an unexpected error is treated as transient, and shown as is
-        log.exception("step %s of job %s raised", name, job_id)
-        fail_step(job_id, claim, name,
-                  TransientInfraError(f"{name} raised {type(error).__name__}: {error}",
-                                      hint="See the worker's log for the traceback."), started)
-        return "failed"
+        log.exception("step %s of job %s raised", name, phase.job_id)
+        return fail_step(phase, claim, name, TransientInfraError(
+            f"{name} raised {type(error).__name__}: {error}", hint="See the worker's log for the traceback."),
+            started)
     finally:
         heartbeat.release(claim.step_id)
-    succeed_step(job_id, plan, claim, name, outputs, ctx.context_updates, started)
-    return "succeeded"
+    return succeed_step(phase, claim, name, outputs, ctx.context_updates, started)
 
 
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
-
-
-def succeed_step(job_id, plan: Plan, claim: Claim, name: str, outputs: dict, context_updates: dict,
-                 started: float) -> None:
-    now = timezone.now()
+def succeed_step(phase: Phase, claim: Claim, name: str, outputs: dict, context_updates: dict,
+                 started: float) -> StepOutcome:
     with connection.cursor() as cursor:
         cursor.execute(SUCCEED_SQL, {
-            "step": claim.step_id, "owner": claim.owner, "outputs": Jsonb(outputs), "duration": _elapsed_ms(started),
-            "lease": lease_until(now), "renew_before": now + timedelta(seconds=settings.MATIH_STEP_LEASE / 2),
-            "name": name, "context": Jsonb(context_updates), "job": job_id,
-            "message": f"{name} succeeded.",
+            "step": claim.step_id, "owner": claim.owner, "outputs": Jsonb(outputs),
+            "duration": _elapsed_ms(started), "name": name, "context": Jsonb(context_updates),
+            "job": phase.job_id, "message": f"{name} succeeded.", **_lease_params(),
         })
         row = cursor.fetchone()
     if row is None:
-        return  # our lease lapsed and another worker took the step over; its result stands
-    version, job_status, succeeded, tenant_id = row
-    publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=job_status)
-    if job_status != S.RUNNING:
-        if job_status in (S.ROLLING_BACK, S.CANCELLING):
-            send_compensation(job_id)  # the compensator was waiting for this step to finish
-        return
-    succeeded = set(succeeded)
-    if succeeded == set(plan.step_names):
-        complete_job(job_id, slug=claim.tenant.slug, tier=claim.tier)
-    else:
-        send_steps(job_id, plan.newly_ready(succeeded, name))
+        # Our lease lapsed and another worker took the step over; its result stands.
+        return StepOutcome(name=name, status="held")
+    version, job_status, succeeded, tenant_id, context = row
+    publish_change(tenant_id=tenant_id, job_id=phase.job_id, version=version, status=job_status)
+    return StepOutcome(name=name, status="succeeded", job_status=job_status, succeeded=list(succeeded),
+                       context=_json(context))
 
 
-def fail_step(job_id, claim: Claim, name: str, error: InfraError, started: float) -> None:
-    """Record the failure; then retry later (transient, budget left) or roll back."""
+def fail_step(phase: Phase, claim: Claim, name: str, error: InfraError, started: float) -> StepOutcome:
+    """Record the failure; then retry later (transient, budget left), roll back, or fail forward.
+
+    1. The step FAILED, under the job's row lock.
+    2. A job no longer RUNNING (another step failed it, or it is being cancelled) only
+       gets the event.
+    3. Transient with budget left: RETRY_SCHEDULED with the backoff; the sweeper resumes it.
+    4. Else, in a phase that rolls back: ROLLING_BACK (the runner sends the rollback canvas
+       once the phase's running steps have finished). In a forward-only phase: FAILED, and
+       the plan's outcome says what the tenant becomes.
+    """
     now = timezone.now()
-    message = f"Step {name} ({claim.phase}) failed: {error.describe()}"
-    tenant_id = claim.tenant.id
+    message = f"Step {name} ({phase.phase}) failed: {error.describe()}"
+    duration = _elapsed_ms(started)
+    ran_ms = max(duration, int((now - claim.started_at).total_seconds() * 1000))  # as the status counts it
+    tenant_id = phase.tenant.id
     with transaction.atomic():
         done = StepRun.objects.filter(id=claim.step_id, status=StepStatus.RUNNING, claimed_by=claim.owner).update(
-            status=StepStatus.FAILED, error=message, finished_at=now, duration_ms=_elapsed_ms(started),
-            lease_expires_at=None,
+            status=StepStatus.FAILED, error=message, finished_at=now, duration_ms=duration,
+            lease_expires_at=None, elapsed_ms=F("elapsed_ms") + ran_ms,
         )
         if not done:
-            return
-        current = ProvisioningJob.objects.select_for_update().only("retry_count", "max_retries", "status") \
-            .get(id=job_id)
-        if current.status != S.RUNNING:
-            # Another step already failed the job, or it is being cancelled: the step stays FAILED.
-            result = record(job_id, event="step.failed", step=name, message=message)
-            _on_commit_publish(tenant_id, job_id, result[0], result[1])
-            if current.status in (S.ROLLING_BACK, S.CANCELLING):
-                transaction.on_commit(lambda: send_compensation(job_id))  # it was waiting for this step
-            return
-        if error.transient and current.retry_count < current.max_retries:
-            delay = backoff_seconds(current.retry_count, error.retry_after)
+            return StepOutcome(name=name, status="held")
+        current = _lock_job(phase.job_id)
+        if current["status"] != S.RUNNING:
+            result = record(phase.job_id, event="step.failed", step=name, message=message)
+            _publish_on_commit(tenant_id, phase.job_id, result[0], result[1])
+            return StepOutcome(name=name, status="failed", job_status=result[1])
+        if error.transient and current["retry_count"] < current["max_retries"]:
+            delay = backoff_seconds(current["retry_count"], error.retry_after,
+                                    time_scale=simulated_time_scale(phase.context))
             version = transition(
-                job_id, from_=[S.RUNNING], to=S.RETRY_SCHEDULED, event="job.retry_scheduled",
+                phase.job_id, from_=[S.RUNNING], to=S.RETRY_SCHEDULED, event="job.retry_scheduled",
                 step=name, message=message,
-                data={"retry": current.retry_count + 1, "delaySeconds": round(delay, 3)},
-                retry_count=current.retry_count + 1, next_retry_at=now + timezone.timedelta(seconds=delay),
+                data={"retry": current["retry_count"] + 1, "delaySeconds": round(delay, 3)},
+                retry_count=current["retry_count"] + 1, next_retry_at=now + timedelta(seconds=delay),
                 error_message=message, lease_expires_at=None,
             )
-            _on_commit_publish(tenant_id, job_id, version, S.RETRY_SCHEDULED)
-            return
-        reason = message if not error.transient else f"{message} (retries exhausted: {current.retry_count})"
-        version = transition(job_id, from_=[S.RUNNING], to=S.ROLLING_BACK, event="job.rolling_back",
-                             step=name, message=reason, error_message=reason,
-                             lease_expires_at=lease_until(now))
-        _on_commit_publish(tenant_id, job_id, version, S.ROLLING_BACK)
-        transaction.on_commit(lambda: send_compensation(job_id))
+            _publish_on_commit(tenant_id, phase.job_id, version, S.RETRY_SCHEDULED)
+            return StepOutcome(name=name, status="failed", job_status=S.RETRY_SCHEDULED)
+        reason = message if not error.transient else f"{message} (retries exhausted: {current['retry_count']})"
+        if phase.plan.is_forward_only(phase.phase):
+            from provisioning.engine.rollback import fail_forward
+
+            fail_forward(phase.job_id, phase.plan, reason)
+            return StepOutcome(name=name, status="failed", job_status=S.FAILED)
+        version = transition(phase.job_id, from_=[S.RUNNING], to=S.ROLLING_BACK, event="job.rolling_back",
+                             step=name, message=reason, error_message=reason, lease_expires_at=lease_until(now))
+        _publish_on_commit(tenant_id, phase.job_id, version, S.ROLLING_BACK)
+    return StepOutcome(name=name, status="failed", job_status=S.ROLLING_BACK)
+
+
+def _lock_job(job_id) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT status, retry_count, max_retries FROM {JOB_TABLE} WHERE id = %s FOR UPDATE",
+                       [job_id])
+        status, retry_count, max_retries = cursor.fetchone()
+    return {"status": status, "retry_count": retry_count, "max_retries": max_retries}
+
+
+def _publish_on_commit(tenant_id, job_id, version, status) -> None:
+    transaction.on_commit(lambda: publish_change(tenant_id=tenant_id, job_id=job_id, version=version,
+                                                 status=status))
+
+
+# --- the steps' threads -----------------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+_pool_lock = threading.Lock()
+
+
+def step_pool() -> ThreadPoolExecutor:
+    """This process's pool for the steps a phase runs side by side (made after the fork)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        with _pool_lock:
+            if _pool is None or _pool_pid != os.getpid():
+                _pool = ThreadPoolExecutor(max_workers=settings.MATIH_PHASE_THREADS,
+                                           thread_name_prefix="matih-step")
+                _pool_pid = os.getpid()
+    return _pool
+
+
+def _in_thread(phase: Phase, name: str, context: dict) -> StepOutcome:
+    close_old_connections()  # this thread's own connection: drop it if it went bad or old
+    try:
+        return run_step(phase, name, context)
+    finally:
+        close_old_connections()
+
+
+# --- one phase ------------------------------------------------------------------------------------------
+
+
+def run_phase(job_id, phase: str) -> Result:
+    """Run one phase of a job; see the module's docstring for what a delivery may find.
+
+    1. Load the phase (the first one starts the job). Not RUNNING, or not the current
+       phase: end the chain (or, for a phase already done, let it go on).
+    2. Run the ready steps, side by side as their dependencies allow, until none is ready
+       or one has failed and the running ones have finished.
+    3. The phase done: complete the job if it was the last, and let the chain go on. A
+       failure or a cancel: end the chain (after sending the rollback canvas when the job
+       rolls back). Steps held elsewhere: end the chain, their holder goes on.
+    """
+    loaded = load_phase(job_id, phase)
+    if loaded is None:
+        return Result("gone", go_on=False)
+    if loaded.status != S.RUNNING:
+        return Result(f"job-{loaded.status.lower()}", go_on=False)
+    plan = loaded.plan
+    position = plan.position(loaded.succeeded)
+    if position.is_complete:
+        complete_job(loaded)  # its last step committed, then its worker died
+        return Result("completed", go_on=False)
+    if phase != position.current:
+        if phase in position.completed:
+            return Result("already-done", go_on=True)
+        return Result("not-current", go_on=False)
+
+    statuses = dict(loaded.statuses)
+    succeeded = set(loaded.succeeded)
+    context = dict(loaded.context)
+    in_flight: dict[Future, str] = {}
+    job_status = S.RUNNING
+    failed = False
+
+    def ready() -> list[str]:
+        return [name for name in plan.ready(phase, statuses, claimable=CLAIMABLE) if name not in in_flight.values()]
+
+    def absorb(outcome: StepOutcome) -> None:
+        nonlocal job_status, failed, context
+        if outcome.status == "succeeded":
+            statuses[outcome.name] = StepStatus.SUCCEEDED
+            succeeded.update(outcome.succeeded or ())
+            for name in outcome.succeeded or ():
+                if name in statuses:
+                    statuses[name] = StepStatus.SUCCEEDED
+            context = outcome.context or context
+        elif outcome.status == "failed":
+            statuses[outcome.name] = StepStatus.FAILED
+            failed = True
+        else:
+            statuses[outcome.name] = "HELD"
+        if outcome.job_status is not None:
+            job_status = outcome.job_status
+
+    while True:
+        waiting = ready() if (job_status == S.RUNNING and not failed) else []
+        if not waiting and not in_flight:
+            break
+        if len(waiting) == 1 and not in_flight:
+            absorb(run_step(loaded, waiting[0], context))  # a lone step runs in this thread
+            continue
+        for name in waiting:
+            statuses[name] = StepStatus.RUNNING
+            in_flight[step_pool().submit(_in_thread, loaded, name, dict(context))] = name
+        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for future in done:
+            in_flight.pop(future)
+            absorb(future.result())
+
+    if job_status in (S.ROLLING_BACK, S.CANCELLING):
+        from provisioning.engine.rollback import send_job_rollback
+
+        send_job_rollback(job_id)  # the compensations waited for this phase's running steps
+        return Result("rolling-back" if job_status == S.ROLLING_BACK else "cancelling", go_on=False)
+    if failed or job_status != S.RUNNING:
+        return Result(f"failed-{job_status.lower()}", go_on=False)
+    if all(step.name in succeeded for step in plan.steps_of(phase)):
+        if phase == plan.phases[-1]:
+            loaded.succeeded = succeeded
+            loaded.context = context
+            complete_job(loaded)
+            return Result("completed", go_on=True)
+        return Result("phase-done", go_on=True)
+    # A step of the phase runs (or waits on one that runs) under a live lease elsewhere: its
+    # holder reads the phase done when its step commits, and carries the chain on.
+    return Result("held-elsewhere", go_on=False)
 
 
 # --- completion ------------------------------------------------------------------------------------------
 
 
-COMPLETE_SQL = f"""
+def complete_job(loaded: Phase) -> bool:
+    """RUNNING -> COMPLETED and the plan's outcome, in one statement, once every step has succeeded."""
+    plan = loaded.plan
+    outcome = outcome_of(plan)
+    completion = outcome.completed(slug=loaded.tenant.slug, tier=plan.tier)
+    sql = f"""
 WITH j AS (
-    UPDATE {JOB_TABLE} SET status = 'COMPLETED', version = version + 1, updated_at = now(), completed_at = now(),
-        current_state = 'COMPLETED', lease_expires_at = NULL, next_retry_at = NULL, error_message = ''
-    WHERE id = %(job)s AND status = 'RUNNING' AND succeeded_steps @> %(steps)s::varchar[]
-    RETURNING version, tenant_id, context -> 'cluster' ->> 'name' AS cluster
-), t AS (
-    UPDATE tenants_tenant SET status = 'ACTIVE', provisioned_at = now(), error_message = '', updated_at = now(),
-        deployment_type = %(deployment_type)s, kubernetes_namespace = %(namespace)s,
-        azure_aks_cluster_name = j.cluster, dns_zone = %(dns_zone)s
-    FROM j WHERE tenants_tenant.id = j.tenant_id
-), e AS (
-    INSERT INTO {EVENT_TABLE} (job_id, seq, kind, step, message, data, created_at)
-    SELECT %(job)s, j.version, 'job.completed', '', 'Provisioning completed; the tenant is ACTIVE.',
-           '{{}}'::jsonb, now() FROM j
+    UPDATE {JOB_TABLE} SET {COMPLETE.set}, version = version + 1, updated_at = now(), completed_at = now(),
+        lease_expires_at = NULL, next_retry_at = NULL, error_message = ''
+    WHERE id = %(job)s AND {COMPLETE.where} AND succeeded_steps @> %(steps)s::varchar[]
+    RETURNING version, tenant_id, context
+){completion.ctes}, e AS (
+    {event_sql(source="j", seq="j.version", kind="'job.completed'")}
 )
 SELECT version, tenant_id FROM j
 """
-
-
-def complete_job(job_id, *, slug: str | None = None, tier: str | None = None) -> bool:
-    """RUNNING -> COMPLETED and the tenant ACTIVE, in one statement, once every step has succeeded.
-
-    Only a verified tenant becomes ACTIVE: VERIFY_CONNECTIVITY is one of the steps required here.
-    """
-    if slug is None or tier is None:
-        slug, tier = Tenant.objects.filter(provisioning_jobs__id=job_id).values_list("slug", "tier").first() \
-            or (None, None)
-        if slug is None:
-            return False
     with connection.cursor() as cursor:
-        cursor.execute(COMPLETE_SQL, {
-            "job": job_id, "steps": list(plan_for(tier).step_names), "namespace": namespace_for(slug),
-            "deployment_type": DeploymentType.DEDICATED if tier == "ENTERPRISE" else DeploymentType.SHARED,
-            "dns_zone": f"{slug}.{settings.MATIH_DNS_PARENT_ZONE}",
-        })
+        cursor.execute(sql, {"job": loaded.job_id, "steps": list(plan.step_names), "message": completion.message,
+                             **completion.params})
         row = cursor.fetchone()
     if row is None:
         return False
     version, tenant_id = row
-    publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.COMPLETED)
-    _notify(job_id)
+    publish_change(tenant_id=tenant_id, job_id=loaded.job_id, version=version, status=S.COMPLETED)
+    notify(loaded.job_id)
     return True
 
 
-def _notify(job_id) -> None:
+def notify(job_id) -> None:
     from provisioning.tasks import notify_job_finished
 
     try:
@@ -451,119 +579,16 @@ def _notify(job_id) -> None:
         log.warning("notification not queued", extra={"jobId": str(job_id)}, exc_info=True)
 
 
-# --- rollback and cancel ------------------------------------------------------------------------------------
+__all__ = ["run_phase", "complete_job", "Result", "load_phase", "EVENT_TABLE"]
 
 
-def compensate_next(job_id) -> str:
-    """Undo the next step, latest first; finish the job when nothing is left to undo.
+def ensure_step_runs(job) -> None:
+    """Make the job's StepRun rows (PENDING) if they are not there: what starting a job does."""
+    from provisioning.engine.plans import plan_of_job
 
-    1. Wait while a step still runs (it finishes; cancel never interrupts one).
-    2. Pick the last step (by plan position) that succeeded or failed and has
-       something to undo, or one whose compensation is due again.
-    3. Run its compensation with a lease; on success send the next round; on a
-       transient error retry it after the backoff; when its budget is spent
-       mark it COMPENSATION_FAILED and go on.
-    4. Nothing left: ROLLING_BACK -> FAILED or CANCELLING -> CANCELLED, tenant FAILED.
-    """
-    now = timezone.now()
-    job = ProvisioningJob.objects.select_related("tenant", "tenant__settings").filter(id=job_id).first()
-    if job is None or job.status not in (S.ROLLING_BACK, S.CANCELLING):
-        return "not-rolling-back"
-    steps = list(StepRun.objects.filter(job_id=job_id).order_by("-position"))
-    live = [s for s in steps if s.status in ACTIVE_STEP_STATUSES and s.lease_expires_at and s.lease_expires_at > now]
-    if live:
-        return "waiting"  # the running step's end (or its lease lapse, via the sweeper) sends us again
-    for step_run in steps:
-        if step_run.status == StepStatus.RUNNING:
-            # Its worker died mid-step: whatever it did is undone below.
-            StepRun.objects.filter(id=step_run.id, status=StepStatus.RUNNING).update(
-                status=StepStatus.FAILED, error="The worker running this step died.", finished_at=now)
-            step_run.status = StepStatus.FAILED
-    candidate = next(
-        (s for s in steps
-         if IMPLEMENTATIONS[s.name].compensate is not None
-         and (s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED) or s.status == StepStatus.COMPENSATING)
-         and not (s.status == StepStatus.FAILED and s.attempts == 0)),
-        None,
+    plan = plan_of_job(job)
+    StepRun.objects.bulk_create(
+        [StepRun(job_id=job.id, name=step.name, phase=step.phase, position=index)
+         for index, step in enumerate(plan.steps)],
+        ignore_conflicts=True,
     )
-    if candidate is None:
-        finish_rollback(job)
-        return "finished"
-    owner = f"{worker_identity()}:{time.monotonic_ns()}"
-    with transaction.atomic():
-        claimed = StepRun.objects.filter(id=candidate.id, status=candidate.status,
-                                         lease_expires_at=candidate.lease_expires_at).update(
-            status=StepStatus.COMPENSATING, compensation_attempts=F("compensation_attempts") + 1,
-            claimed_by=owner, lease_expires_at=lease_until(now),
-        )
-        if not claimed:
-            return "raced"
-        result = record(job_id, event="step.compensating", step=candidate.name,
-                        message=f"Undoing {candidate.name}.", lease_expires_at=lease_until(now))
-        _on_commit_publish(job.tenant_id, job_id, result[0], result[1])
-    attempts = candidate.compensation_attempts + 1
-    ctx = StepContext(job_id=str(job_id), tenant=job.tenant, tenant_settings=_settings_of(job.tenant),
-                      job_context=job.context, backend=backend_for(simulate=job.context.get("simulate")))
-    heartbeat.hold(candidate.id, job_id)
-    try:
-        IMPLEMENTATIONS[candidate.name].compensate(ctx, candidate.outputs)
-    except Exception as exc:
-        error = exc if isinstance(exc, InfraError) else TransientInfraError(f"{type(exc).__name__}: {exc}")
-        _compensation_failed(job, candidate, owner, error, attempts)
-        return "compensation-failed"
-    finally:
-        heartbeat.release(candidate.id)
-    with transaction.atomic():
-        StepRun.objects.filter(id=candidate.id, claimed_by=owner).update(
-            status=StepStatus.COMPENSATED, lease_expires_at=None)
-        result = record(job_id, event="step.compensated", step=candidate.name,
-                        message=f"{candidate.name} undone.", lease_expires_at=lease_until(now))
-        _on_commit_publish(job.tenant_id, job_id, result[0], result[1])
-        transaction.on_commit(lambda: send_compensation(job_id))
-    return "compensated"
-
-
-def _compensation_failed(job, step_run: StepRun, owner: str, error: InfraError, attempts: int) -> None:
-    now = timezone.now()
-    message = f"Undoing {step_run.name} failed: {error.describe()}"
-    with transaction.atomic():
-        if error.transient and attempts <= job.max_retries:
-            delay = backoff_seconds(attempts - 1, error.retry_after)
-            # Left COMPENSATING with its lease set to the retry time: the retry (or the sweeper) takes it then.
-            StepRun.objects.filter(id=step_run.id, claimed_by=owner).update(
-                error=message, lease_expires_at=now + timezone.timedelta(seconds=delay))
-            result = record(job.id, event="step.compensation_retry", step=step_run.name, message=message,
-                            data={"delaySeconds": round(delay, 3)}, lease_expires_at=lease_until(now, delay))
-            transaction.on_commit(lambda: send_compensation(job.id, countdown=delay + 0.05))
-        else:
-            StepRun.objects.filter(id=step_run.id, claimed_by=owner).update(
-                status=StepStatus.COMPENSATION_FAILED, error=message, lease_expires_at=None)
-            result = record(job.id, event="step.compensation_failed", step=step_run.name, message=message,
-                            lease_expires_at=lease_until(now))
-            transaction.on_commit(lambda: send_compensation(job.id))
-        _on_commit_publish(job.tenant_id, job.id, result[0], result[1])
-
-
-def finish_rollback(job: ProvisioningJob) -> bool:
-    now = timezone.now()
-    final = S.FAILED if job.status == S.ROLLING_BACK else S.CANCELLED
-    leftovers = list(StepRun.objects.filter(job_id=job.id, status=StepStatus.COMPENSATION_FAILED)
-                     .values_list("name", flat=True))
-    message = job.error_message or "Provisioning was cancelled."
-    if final == S.CANCELLED:
-        message = "Provisioning was cancelled; everything it created was removed."
-    if leftovers:
-        message += (f" Could not undo: {', '.join(leftovers)}; remove those resources by hand "
-                    f"(see the job's events), then retry.")
-    with transaction.atomic():
-        version = transition(job.id, from_=[job.status], to=final,
-                             event="job.failed" if final == S.FAILED else "job.cancelled",
-                             message=message, completed_at=now, error_message=message, lease_expires_at=None,
-                             next_retry_at=None)
-        if version is None:
-            return False
-        Tenant.objects.filter(id=job.tenant_id).update(status=TenantStatus.FAILED, error_message=message,
-                                                       updated_at=now)
-        _on_commit_publish(job.tenant_id, job.id, version, final)
-        transaction.on_commit(lambda: _notify(job.id))
-    return True

@@ -7,25 +7,24 @@ returns the outputs to record (the external ids, for rollback); each
 """
 from __future__ import annotations
 
-import re
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
 from django.conf import settings
-from django.db import connection as db_connection
 
 from billing.models import Tier
 from deploy import clusters
 from deploy.errors import PermanentInfraError, TransientInfraError
 from deploy.interfaces import ClusterRef, TenantSpec
 from matih.secrets import decrypt_json
-from provisioning.engine import plans as P
+from provisioning.engine import heartbeat
+from provisioning.engine import steps_catalog as P
+from provisioning.engine.plans import Kind, has_plan
 from provisioning.engine.spec import tenant_spec
 from tenants.models import Tenant, TenantStatus
+from tenants.rules import is_valid_slug
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 TERRAFORM_LOCK_TTL = 600
 DATABASE_SECRET = "tenant-database"
 
@@ -45,6 +44,7 @@ class StepContext:
     job_context: dict
     backend: object
     attempt: int = 1
+    plan: object = None  # the job's plan (provisioning.engine.plans.Plan)
     context_updates: dict = field(default_factory=dict)
 
     def remember(self, **values) -> None:
@@ -68,7 +68,37 @@ class StepContext:
 
     @property
     def lock_key(self) -> str:
-        return f"matih:terraform-state:tenant-{self.tenant.slug}"
+        return terraform_lock_key(self.tenant.slug)
+
+    @contextmanager
+    def terraform_lock(self, *, acquire: bool):
+        """Hold the one lock on the tenant's Terraform state while the block runs.
+
+        The job is its owner (a redelivered step of the same job holds it already). `acquire`:
+        take it if free (a destroy), else it must be ours already (the apply, after
+        ACQUIRE_TERRAFORM_LOCK). Its TTL is renewed by the process's heartbeat, the same
+        thread that renews the step's lease: one lock, one renewer.
+        """
+        lock = self.backend.lock
+        held = lock.acquire(self.lock_key, self.job_id, TERRAFORM_LOCK_TTL) if acquire \
+            else lock.renew(self.lock_key, self.job_id, TERRAFORM_LOCK_TTL)
+        if not held:
+            raise TransientInfraError(
+                f"The Terraform state of tenant-{self.tenant.slug} is locked by {lock.holder(self.lock_key)}."
+                if acquire else "The Terraform state lock was lost before the apply.",
+                hint="Another job is applying this tenant's infrastructure; this one waits and retries."
+                if acquire else "The job retries from acquiring the lock.",
+                retry_after=30 if acquire else None,
+            )
+        heartbeat.hold_lock(lock, self.lock_key, self.job_id, TERRAFORM_LOCK_TTL)
+        try:
+            yield
+        finally:
+            heartbeat.release_lock(self.lock_key, self.job_id)
+
+
+def terraform_lock_key(slug: str) -> str:
+    return f"matih:terraform-state:tenant-{slug}"
 
 
 def _cluster_info(cluster, dedicated: bool) -> dict:
@@ -82,9 +112,9 @@ def _cluster_info(cluster, dedicated: bool) -> dict:
 def validate_input(ctx: StepContext) -> dict:
     tenant = ctx.tenant
     problems = []
-    if not SLUG_PATTERN.match(tenant.slug) or not 3 <= len(tenant.slug) <= 63:
+    if not is_valid_slug(tenant.slug):
         problems.append(f"slug '{tenant.slug}' is not a DNS label")
-    if tenant.tier not in P.PLANS:
+    if not has_plan(Kind.PROVISION, tenant.tier):
         problems.append(f"tier '{tenant.tier}' has no plan")
     if tenant.region not in settings.MATIH_REGIONS:
         problems.append(f"region '{tenant.region}' is not served")
@@ -133,33 +163,8 @@ def _terraform_variables(ctx: StepContext) -> dict:
     return {"tenant_slug": tenant.slug, "location": tenant.region, **ctx.spec.custom_config.get("terraform", {})}
 
 
-@contextmanager
-def _lock_renewed(lock, key: str, owner: str, ttl: int):
-    """Keep the job's hold on the state lock alive while a long apply or destroy runs."""
-    stop = threading.Event()
-
-    def renew() -> None:
-        try:
-            while not stop.wait(ttl / 3):
-                lock.renew(key, owner, ttl)
-        finally:
-            db_connection.close()  # this thread's own connection (the simulated lock uses the database)
-
-    thread = threading.Thread(target=renew, name="matih-terraform-lock", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(5)
-
-
 def terraform_apply(ctx: StepContext) -> dict:
-    lock = ctx.backend.lock
-    if not lock.renew(ctx.lock_key, ctx.job_id, TERRAFORM_LOCK_TTL):
-        raise TransientInfraError("The Terraform state lock was lost before the apply.",
-                                  hint="The job retries from acquiring the lock.")
-    with _lock_renewed(lock, ctx.lock_key, ctx.job_id, TERRAFORM_LOCK_TTL):
+    with ctx.terraform_lock(acquire=False):
         outputs = ctx.backend.terraform.apply(ctx.spec, _terraform_variables(ctx))
     cluster = clusters.register_dedicated_cluster(
         name=outputs["cluster_name"], region=ctx.tenant.region, api_endpoint=outputs.get("api_endpoint", ""),
@@ -246,7 +251,9 @@ def release_lock(ctx: StepContext, outputs: dict) -> None:
 
 
 def terraform_destroy(ctx: StepContext, outputs: dict) -> None:
-    ctx.backend.terraform.destroy(ctx.spec, _terraform_variables(ctx))
+    with ctx.terraform_lock(acquire=True):
+        ctx.backend.terraform.destroy(ctx.spec, _terraform_variables(ctx))
+    ctx.backend.lock.release(ctx.lock_key, ctx.job_id)
     clusters.forget_cluster(name=outputs.get("cluster") or f"aks-{ctx.tenant.slug}")
 
 
@@ -319,7 +326,7 @@ IMPLEMENTATIONS: dict[str, StepImplementation] = {
     P.VERIFY_CONNECTIVITY: StepImplementation(verify_connectivity),
 }
 
-assert set(IMPLEMENTATIONS) == set(P.ALL_STEP_NAMES), "every planned step has an implementation"
+assert set(IMPLEMENTATIONS) == set(P.NOMINAL_SECONDS), "every step of the catalog has an implementation"
 assert all(
-    (IMPLEMENTATIONS[name].compensate is None) == (P.COMPENSATIONS[name] is None) for name in P.ALL_STEP_NAMES
+    (IMPLEMENTATIONS[name].compensate is None) == (P.COMPENSATIONS.get(name) is None) for name in P.NOMINAL_SECONDS
 ), "the plan's compensation descriptions match the implementations"

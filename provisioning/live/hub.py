@@ -14,7 +14,7 @@ from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_l
 from channels_redis.core import RedisChannelLayer
 
 from iam.models import ApiKey
-from provisioning.live.publish import DASHBOARD_GROUP, tenant_group
+from provisioning.live.publish import DASHBOARD_GROUP, hints_of, tenant_group
 from provisioning.live.snapshot import Snapshot, is_newer, shared_reader
 
 log = logging.getLogger("matih.live")
@@ -164,8 +164,10 @@ class Hub:
                 targets = hint.pop("__asgi_channel__", None)
                 targets = targets if isinstance(targets, list) else [targets]
                 for kind, channel in self._channels.items():
-                    if channel in targets and hint.get("tenantId"):
-                        self._hinted(kind, str(hint["tenantId"]), hint)
+                    if channel in targets:
+                        for one in hints_of(hint):
+                            if one.get("tenantId"):
+                                self._hinted(kind, str(one["tenantId"]), one)
 
     async def _read(self, kind: str, channel: str) -> None:
         """Any other channel layer: its own receive."""
@@ -178,9 +180,9 @@ class Hub:
                 log.warning("live hints: the channel layer failed; retrying in 1 s", exc_info=True)
                 await asyncio.sleep(1)
                 continue
-            tenant_id = hint.get("tenantId")
-            if tenant_id:
-                self._hinted(kind, str(tenant_id), hint)
+            for one in hints_of(hint):
+                if one.get("tenantId"):
+                    self._hinted(kind, str(one["tenantId"]), one)
 
     def _hinted(self, kind: str, tenant_id: str, hint: dict) -> None:
         key = (kind, tenant_id if kind == TENANTS else "*")

@@ -1,12 +1,17 @@
 """Status hints for live clients, published when a job's change commits.
 
-The worker sends a small hint ({jobId, version}) to the tenant's group and to
-the dashboard's group on the Channels layer; consumers answer it with the
-status read from the database. Pushes are hints: nothing depends on one
+The worker sends a small hint ({tenantId, jobId, version, jobStatus}) to the tenant's
+group and to the dashboard's group on the Channels layer; the hubs of the web processes
+answer it with the status read from the database. Pushes are hints: nothing depends on one
 arriving (channels-redis drops what is not delivered in time).
 
-Sends go through one long-lived event loop per process (a daemon thread), not
-async_to_sync per call, which would open a loop and connections each time.
+Sends go through one sender task on one long-lived event loop per process (a daemon
+thread), never one coroutine per hint: a sweep that resumes a thousand jobs publishes a
+thousand hints at once, and as many concurrent sends exhausted channels-redis's connection
+pool ("MaxConnectionsError: Too many connections"). The sender takes what is pending every
+COALESCE_SECONDS, keeps only the newest hint per job (readers fetch the status afresh, so
+only the last hint of a burst matters), sends the dashboard one message for the whole batch
+and each tenant's group its own, one after the other.
 """
 from __future__ import annotations
 
@@ -20,68 +25,107 @@ from channels.layers import get_channel_layer
 log = logging.getLogger("matih.publish")
 
 DASHBOARD_GROUP = "provisioning.all"
+MESSAGE_TYPE = "provisioning.changed"
+COALESCE_SECONDS = 0.01
+DASHBOARD_BATCH = 200
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid: int | None = None
 _lock = threading.Lock()
+_pending: dict[str, dict] = {}
+_wake: asyncio.Event | None = None
 
 
 def tenant_group(tenant_id) -> str:
     return f"tenant.{tenant_id}"
 
 
+def hints_of(message: dict) -> list[dict]:
+    """The hints a layer message carries: itself, or the batch of a dashboard message."""
+    batch = message.get("hints")
+    if isinstance(batch, list):
+        return [hint for hint in batch if isinstance(hint, dict)]
+    return [message]
+
+
 def _get_loop() -> asyncio.AbstractEventLoop:
-    global _loop, _loop_pid
+    global _loop, _loop_pid, _wake
     if _loop is not None and _loop_pid == os.getpid():
         return _loop
     with _lock:
         if _loop is None or _loop_pid != os.getpid():
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="matih-publish", daemon=True).start()
-            _loop, _loop_pid = loop, os.getpid()
+            wake = asyncio.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.create_task(_sender(wake))
+                loop.run_forever()
+
+            threading.Thread(target=run, name="matih-publish", daemon=True).start()
+            _pending.clear()  # a forked child starts with none of its parent's hints
+            _loop, _loop_pid, _wake = loop, os.getpid(), wake
     return _loop
 
 
-# Hints for one job within this window are sent once, with the latest version:
-# consumers read the status afresh, so only the last hint of a burst matters.
-COALESCE_SECONDS = 0.01
+async def _sender(wake: asyncio.Event) -> None:
+    while True:
+        await wake.wait()
+        wake.clear()
+        await asyncio.sleep(COALESCE_SECONDS)
+        with _lock:
+            batch = list(_pending.values())
+            _pending.clear()
+        if batch:
+            await _send(batch)
 
-_pending: dict[str, dict] = {}
 
-
-async def _send(message: dict) -> None:
+async def _send(batch: list[dict]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        await layer.group_send(tenant_group(message["tenantId"]), message)
-        await layer.group_send(DASHBOARD_GROUP, message)
-    except Exception:
-        log.warning("status hint not published", exc_info=True)
-
-
-def _flush(job_key: str) -> None:
-    with _lock:
-        message = _pending.pop(job_key, None)
-    if message is not None:
-        asyncio.ensure_future(_send(message))
-
-
-def _schedule(job_key: str) -> None:
-    _get_loop().call_later(COALESCE_SECONDS, _flush, job_key)
+    failures = 0
+    for start in range(0, len(batch), DASHBOARD_BATCH):
+        chunk = batch[start:start + DASHBOARD_BATCH]
+        try:
+            await layer.group_send(DASHBOARD_GROUP, {"type": MESSAGE_TYPE, "hints": chunk})
+        except Exception:
+            failures += 1
+            log.warning("status hints not published to the dashboard", exc_info=True)
+    for message in batch:
+        try:
+            await layer.group_send(tenant_group(message["tenantId"]), message)
+        except Exception:
+            failures += 1
+            if failures == 1:
+                log.warning("status hint not published", exc_info=True)
+    if failures > 1:
+        log.warning("%d status hint sends failed in a batch of %d", failures, len(batch))
 
 
 def publish_change(*, tenant_id, job_id, version: int | None, status: str = "") -> None:
     """Fire and forget: never blocks or fails the caller."""
-    message = {"type": "provisioning.changed", "tenantId": str(tenant_id), "jobId": str(job_id),
+    message = {"type": MESSAGE_TYPE, "tenantId": str(tenant_id), "jobId": str(job_id),
                "version": version, "jobStatus": status}
-    job_key = str(job_id)
     try:
         loop = _get_loop()
         with _lock:
-            first = job_key not in _pending
-            _pending[job_key] = message
-        if first:
-            loop.call_soon_threadsafe(_schedule, job_key)
+            idle = not _pending
+            _pending[str(job_id)] = message
+        if idle:
+            loop.call_soon_threadsafe(_wake.set)
     except Exception:
         log.warning("status hint not published", exc_info=True)
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait until what was published so far has been sent (tests, and a process about to exit)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with _lock:
+            if not _pending:
+                break
+        time.sleep(0.005)
+    time.sleep(COALESCE_SECONDS * 2)

@@ -17,37 +17,52 @@ from provisioning.engine.states import ALLOWED_TRANSITIONS, IllegalTransition, b
 from tenants.models import Tenant
 
 
-@pytest.mark.parametrize("tier", list(PLANS))
-def test_every_order_of_success_sends_each_step_exactly_once(tier):
-    """Whatever order parallel steps finish in, each step becomes ready exactly once."""
-    plan = plan_for(tier)
-    deploying = [s.name for s in plan.steps if s.phase == "DEPLOYING_SERVICES"]
-    for order in list(permutations(deploying))[:200]:
-        succeeded: set[str] = set()
-        sent = [s.name for s in plan.steps if plan.is_ready(s, set())]
-        queue = list(sent)
-        # Run the plan, finishing the deploying steps in `order` whenever they are ready.
-        while queue:
-            ready_now = sorted(queue, key=lambda n: order.index(n) if n in order else -1)
-            name = ready_now[0]
-            queue.remove(name)
-            succeeded.add(name)
-            new = plan.newly_ready(succeeded, name)
-            sent += new
-            queue += new
-        assert sorted(sent) == sorted(plan.step_names), "every step sent once"
-        assert succeeded == set(plan.step_names)
+@pytest.mark.parametrize("key", list(PLANS))
+def test_every_order_of_success_makes_each_step_ready_exactly_once(key):
+    """Whatever order a phase's parallel steps finish in, each step becomes ready once, in its phase."""
+    plan = PLANS[key]
+    for phase in plan.phases:
+        names = [s.name for s in plan.steps_of(phase)]
+        for order in list(permutations(names))[:120]:
+            statuses = {name: "PENDING" for name in plan.step_names}
+            made_ready: list[str] = []
+            while True:
+                ready = [n for n in plan.ready(phase, statuses) if n not in made_ready]
+                running = [n for n in made_ready if statuses[n] == "RUNNING"]
+                made_ready += ready
+                for name in ready:
+                    statuses[name] = "RUNNING"
+                running += ready
+                if not running:
+                    break
+                finishing = min(running, key=order.index)  # the next to finish, in this order
+                statuses[finishing] = "SUCCEEDED"
+            assert sorted(made_ready) == sorted(names), (key, phase, order)
 
 
 def test_parallel_steps_wait_for_their_dependencies():
     plan = plan_for("PROFESSIONAL")
-    before_deploy = {s.name for s in plan.steps if s.phase not in ("DEPLOYING_SERVICES", "VERIFYING_CONNECTIVITY")}
-    ready = [s.name for s in plan.steps if s.name not in before_deploy and plan.is_ready(s, before_deploy)]
-    assert ready == ["SETUP_DATABASE", "DEPLOY_INGRESS_CONTROLLER", "CREATE_DNS_ZONE", "DEPLOY_MONITORING"]
-    assert plan.newly_ready(before_deploy | {"SETUP_DATABASE"}, "SETUP_DATABASE") == ["DEPLOY_CORE_SERVICES"]
-    done = before_deploy | {"SETUP_DATABASE", "DEPLOY_CORE_SERVICES", "DEPLOY_INGRESS_CONTROLLER"}
-    assert plan.newly_ready(done, "DEPLOY_INGRESS_CONTROLLER") == []  # CREATE_DNS_ZONE is still missing
-    assert plan.newly_ready(done | {"CREATE_DNS_ZONE"}, "CREATE_DNS_ZONE") == ["CREATE_TENANT_INGRESS"]
+    statuses = {name: "PENDING" for name in plan.step_names}
+    assert plan.ready("DEPLOYING_SERVICES", statuses) == [
+        "SETUP_DATABASE", "DEPLOY_INGRESS_CONTROLLER", "CREATE_DNS_ZONE", "DEPLOY_MONITORING"]
+    statuses.update(SETUP_DATABASE="SUCCEEDED", DEPLOY_INGRESS_CONTROLLER="RUNNING", CREATE_DNS_ZONE="RUNNING",
+                    DEPLOY_MONITORING="RUNNING")
+    assert plan.ready("DEPLOYING_SERVICES", statuses) == ["DEPLOY_CORE_SERVICES"]
+    statuses.update(DEPLOY_CORE_SERVICES="SUCCEEDED", DEPLOY_INGRESS_CONTROLLER="SUCCEEDED")
+    # CREATE_TENANT_INGRESS still waits for CREATE_DNS_ZONE.
+    assert plan.ready("DEPLOYING_SERVICES", statuses) == ["DEPLOY_DATA_SERVICES"]
+    statuses.update(CREATE_DNS_ZONE="SUCCEEDED")
+    assert "CREATE_TENANT_INGRESS" in plan.ready("DEPLOYING_SERVICES", statuses)
+
+
+def test_the_current_phase_is_the_first_with_a_step_not_succeeded():
+    plan = plan_for("FREE")
+    assert plan.position(set()).current == "VALIDATING_INPUT"
+    first_three = {s.name for s in plan.steps if s.phase in plan.phases[:3]}
+    position = plan.position(first_three | {"SETUP_DATABASE"})  # a later step does not move the phase
+    assert (position.completed, position.current) == (plan.phases[:3], "CONFIGURING_QUOTAS")
+    assert position.remaining == plan.phases[4:]
+    assert plan.position(set(plan.step_names)).is_complete
 
 
 def test_backoff_follows_the_ladder_with_bounded_jitter_and_honours_retry_after(settings):

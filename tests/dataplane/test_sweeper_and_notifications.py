@@ -45,7 +45,8 @@ def test_two_sweepers_resume_every_due_job_exactly_once(seeded, operator_client,
     monkeypatch.setattr("tenants.services._dispatch", lambda job_id: None)  # keep the jobs still
     due = _due_jobs(operator_client, 40)
     sent = []
-    monkeypatch.setattr("provisioning.engine.runner.send_steps", lambda job_id, names: sent.append(str(job_id)))
+    monkeypatch.setattr("provisioning.engine.resume.send_phases",
+                        lambda job_id, plan, from_phase=None: sent.append((str(job_id), from_phase)))
     barrier = threading.Barrier(2)
     reports = []
 
@@ -63,7 +64,8 @@ def test_two_sweepers_resume_every_due_job_exactly_once(seeded, operator_client,
         thread.join(30)
     resumed = [job_id for report in reports for job_id in report.retried]
     assert sorted(resumed) == sorted(due), "every due job resumed, none twice"
-    assert sorted(sent) == sorted(due), "one dispatch per job"
+    assert sorted(sent) == sorted((job_id, "VALIDATING_INPUT") for job_id in due), \
+        "one canvas per job, from the phase of its failed step"
     assert ProvisioningEvent.objects.filter(kind="job.resumed").count() == len(due)
     assert set(ProvisioningJob.objects.filter(id__in=due).values_list("status", flat=True)) == {"RUNNING"}
     assert not StepRun.objects.filter(job_id__in=due, status="FAILED").exists(), "failed steps are PENDING again"

@@ -1,9 +1,9 @@
 """A PROFESSIONAL tenant through the orchestrator and the step layer with MATIH_INFRA_BACKEND=azure.
 
 The Kubernetes API is the fake API server (strict schema validation), Azure DNS the
-HTTPS ARM stub, PostgreSQL is real. The orchestrator's own functions run the steps
-in this process (the data-plane tests cover the Celery transport); the canvas is
-followed exactly as a worker would. Nothing runs in the fake cluster, so the
+HTTPS ARM stub, PostgreSQL is real. The engine's phase tasks run in this process
+(tests/engine_local.py; the data-plane tests cover the Celery transport), following the
+canvas exactly as a worker would. Nothing runs in the fake cluster, so the
 connectivity check keeps failing: an operator rolls the job back, and nothing is
 left in any of the three systems.
 """
@@ -14,36 +14,13 @@ import pytest
 
 from deploy.database import tenant_identifier
 from provisioning import services
-from provisioning.engine import runner as orchestrator
 from provisioning.models import ProvisioningJob, StepRun
+from tests.engine_local import LocalCanvas
 from tests.dataplane.conftest import fast_settings, seeded  # noqa: F401  (fixtures)
 from tests.dataplane.helpers import register
 from tests.drivers.test_real_backend import cloud  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _drive(monkeypatch):
-    """Replace the transport by a local queue: what would be sent is run here, in order."""
-    queue: list[tuple[str, str]] = []
-    monkeypatch.setattr(orchestrator, "send_steps", lambda job_id, names: queue.extend(("step", n) for n in names))
-    monkeypatch.setattr(orchestrator, "send_compensation", lambda job_id, countdown=0: queue.append(("undo", "")))
-    monkeypatch.setattr("provisioning.services.send_compensation", lambda job_id, countdown=0: queue.append(("undo", "")))
-    monkeypatch.setattr("provisioning.services.send_steps", lambda job_id, names: queue.extend(("step", n) for n in names))
-    monkeypatch.setattr("tenants.services._dispatch", lambda job_id: None)
-    return queue
-
-
-def _run(queue, job_id, limit=200):
-    for _ in range(limit):
-        if not queue:
-            return
-        kind, name = queue.pop(0)
-        if kind == "step":
-            orchestrator.run_step(job_id, name)
-        else:
-            orchestrator.compensate_next(job_id)
-    raise AssertionError("the canvas did not settle")
 
 
 def test_professional_tenant_on_the_real_backend_then_rolled_back_leaves_nothing(
@@ -53,13 +30,12 @@ def test_professional_tenant_on_the_real_backend_then_rolled_back_leaves_nothing
     settings.MATIH_HELM_WAIT = False
     settings.MATIH_VERIFY_TIMEOUT = 0.5
     kube, arm = cloud["kube"], cloud["arm"]
-    queue = _drive(monkeypatch)
+    canvas = LocalCanvas(monkeypatch)
 
     tenant = register(operator_client, tier="PROFESSIONAL")
     slug = tenant["slug"]
     job = ProvisioningJob.objects.get(tenant_id=tenant["id"])
-    assert orchestrator.start_job(job.id)
-    _run(queue, job.id)
+    canvas.run()
 
     job.refresh_from_db()
     steps = dict(StepRun.objects.filter(job=job).values_list("name", "status"))
@@ -76,7 +52,7 @@ def test_professional_tenant_on_the_real_backend_then_rolled_back_leaves_nothing
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
 
     services.roll_back(job=job, actor="test")
-    _run(queue, job.id)
+    canvas.run()
     job.refresh_from_db()
     assert job.status == "FAILED"
     assert kube.objects == {}, sorted(kube.objects)

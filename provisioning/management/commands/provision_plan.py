@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from deploy.interfaces import ClusterRef
 from deploy.real import real_backend
 from provisioning.engine import plans as P
+from provisioning.engine import steps_catalog as C
 from provisioning.engine.spec import tenant_spec
 from provisioning.engine.steps import RELEASES, StepContext, _terraform_variables, _values
 from tenants.models import Tenant
@@ -29,7 +30,8 @@ class Command(BaseCommand):
     help = "Print every manifest, Helm release, DNS record and Terraform file for a tenant (touches nothing)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--tier", required=True, choices=list(P.PLANS))
+        parser.add_argument("--tier", required=True, choices=[plan.tier for plan in P.PLANS.values()
+                                                              if plan.kind == P.Kind.PROVISION])
         parser.add_argument("--slug", required=True)
         parser.add_argument("--region", default=None)
         parser.add_argument("--admin-email", default=None)
@@ -65,11 +67,11 @@ class Command(BaseCommand):
             out.write("# values:\n" + "".join(f"#   {line}\n" for line in
                                               yaml.safe_dump(values, sort_keys=False).splitlines()))
             out.write("---\n" + yaml.safe_dump_all(backend.helm.render(spec, name, chart, values), sort_keys=False))
-        if P.CREATE_DNS_ZONE in plan.step_names:
+        if C.CREATE_DNS_ZONE in plan.step_names:
             section(f"Azure DNS: child zone {spec.dns_zone}, delegation in {spec.parent_zone}")
             for record in backend.dns.records(spec, PLAN_INGRESS_IP):
                 out.write(f"# {json.dumps(record)}\n")
-        if P.TERRAFORM_APPLY in plan.step_names:
+        if C.TERRAFORM_APPLY in plan.step_names:
             variables = _terraform_variables(ctx)
             section(f"Terraform workspace tenant-{slug}: variables {json.dumps(variables)}")
             for path, content in backend.terraform.files(spec, variables).items():
