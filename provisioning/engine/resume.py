@@ -43,6 +43,19 @@ class Resumed:
         return self.plan.phases[-1] if position.is_complete else position.current
 
 
+def resume_sql(transitions: list[SqlTransition], extra_set: str = "") -> str:
+    """The UPDATE (and events) of `resume`, with the statuses its transitions allow."""
+    status_case = "CASE " + " ".join(f"WHEN {t.where} THEN '{t.target}'" for t in transitions) + " END"
+    sources = sorted({source for t in transitions for source in t.sources})
+    sql = (f"WITH j AS (UPDATE {JOB_TABLE} SET status = {status_case}, lease_expires_at = %(lease)s, "
+           f"version = version + 1, updated_at = now(){extra_set} "
+           f"WHERE id = ANY(%(ids)s::uuid[]) AND {sql_status_in(sources)} "
+           f"RETURNING id, version, tenant_id, status, kind, tier, from_tier, succeeded_steps), "
+           f"e AS ({event_sql(source='j', job='j.id', seq='j.version', kind='%(event)s')}) "
+           f"SELECT id, version, tenant_id, status, kind, tier, from_tier, succeeded_steps FROM j")
+    return sql
+
+
 def resume(cursor, ids: list, *, transitions: list[SqlTransition], lease, event: str, message: str,
            reset_failed_steps: bool, extra_set: str = "", params: dict | None = None) -> list[Resumed]:
     """Move the jobs (already claimed by the caller: FOR UPDATE) and record one event each.
@@ -53,17 +66,8 @@ def resume(cursor, ids: list, *, transitions: list[SqlTransition], lease, event:
     """
     if not ids:
         return []
-    status_case = "CASE " + " ".join(f"WHEN {t.where} THEN '{t.target}'" for t in transitions) + " END"
-    sources = sorted({source for t in transitions for source in t.sources})
-    cursor.execute(
-        f"WITH j AS (UPDATE {JOB_TABLE} SET status = {status_case}, lease_expires_at = %(lease)s, "
-        f"version = version + 1, updated_at = now(){extra_set} "
-        f"WHERE id = ANY(%(ids)s::uuid[]) AND status IN ({', '.join(f'%(s{i})s' for i in range(len(sources)))}) "
-        f"RETURNING id, version, tenant_id, status, kind, tier, from_tier, succeeded_steps), "
-        f"e AS ({event_sql(source='j', job='j.id', seq='j.version', kind='%(event)s')}) "
-        f"SELECT id, version, tenant_id, status, kind, tier, from_tier, succeeded_steps FROM j",
-        {"ids": ids, "lease": lease, "event": event, "message": message,
-         **{f"s{i}": source for i, source in enumerate(sources)}, **(params or {})})
+    cursor.execute(resume_sql(transitions, extra_set),
+                   {"ids": ids, "lease": lease, "event": event, "message": message, **(params or {})})
     resumed = [Resumed(job_id=str(job_id), version=version, tenant_id=str(tenant_id), status=status,
                        plan=plan_of(kind, tier, from_tier), succeeded=tuple(succeeded or ()))
                for job_id, version, tenant_id, status, kind, tier, from_tier, succeeded in cursor.fetchall()]

@@ -125,7 +125,7 @@ WITH started AS (
                message="'Started: ' || started.kind || ' (' || coalesce(started.from_tier || ' -> ', '') "
                        "|| started.tier || ').'")}
 )
-SELECT CASE WHEN started.version IS NULL THEN j.status ELSE '{S.RUNNING}' END, j.kind, j.tier, j.from_tier,
+SELECT CASE WHEN started.version IS NULL THEN j.status ELSE '{START.target}' END, j.kind, j.tier, j.from_tier,
     j.context, coalesce(started.version, j.version), j.succeeded_steps,
     t.id, t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values,
     CASE WHEN started.version IS NULL THEN
@@ -542,12 +542,9 @@ def run_phase(job_id, phase: str) -> Result:
 # --- completion ------------------------------------------------------------------------------------------
 
 
-def complete_job(loaded: Phase) -> bool:
-    """RUNNING -> COMPLETED and the plan's outcome, in one statement, once every step has succeeded."""
-    plan = loaded.plan
-    outcome = outcome_of(plan)
-    completion = outcome.completed(slug=loaded.tenant.slug, tier=plan.tier)
-    sql = f"""
+def complete_sql(completion) -> str:
+    """RUNNING -> COMPLETED once every step of the plan has succeeded, with the outcome's CTEs."""
+    return f"""
 WITH j AS (
     UPDATE {JOB_TABLE} SET {COMPLETE.set}, version = version + 1, updated_at = now(), completed_at = now(),
         lease_expires_at = NULL, next_retry_at = NULL, error_message = ''
@@ -558,9 +555,15 @@ WITH j AS (
 )
 SELECT version, tenant_id FROM j
 """
+
+
+def complete_job(loaded: Phase) -> bool:
+    """RUNNING -> COMPLETED and the plan's outcome, in one statement, once every step has succeeded."""
+    plan = loaded.plan
+    completion = outcome_of(plan).completed(slug=loaded.tenant.slug, tier=plan.tier)
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"job": loaded.job_id, "steps": list(plan.step_names), "message": completion.message,
-                             **completion.params})
+        cursor.execute(complete_sql(completion), {"job": loaded.job_id, "steps": list(plan.step_names),
+                                                  "message": completion.message, **completion.params})
         row = cursor.fetchone()
     if row is None:
         return False
