@@ -192,6 +192,11 @@ MATIH_RETRY_JITTER = env_float("MATIH_RETRY_JITTER", 0.1)
 MATIH_MAX_RETRIES = env_int("MATIH_MAX_RETRIES", 3)
 MATIH_SWEEP_INTERVAL = env_int("MATIH_SWEEP_INTERVAL", 15)
 MATIH_STEP_LEASE = env_int("MATIH_STEP_LEASE", 120)
+# PostgreSQL's synchronous_commit for the Celery workers' connections: "off" (their commits do
+# not wait for the disk; see matih/celery.py for what that trades), "on", or "server" (leave it).
+MATIH_WORKER_SYNCHRONOUS_COMMIT = os.environ.get("MATIH_WORKER_SYNCHRONOUS_COMMIT", "off").strip().lower()
+if MATIH_WORKER_SYNCHRONOUS_COMMIT not in ("off", "on", "local", "remote_write", "remote_apply", "server"):
+    raise ValueError("MATIH_WORKER_SYNCHRONOUS_COMMIT: use off, on, local, remote_write, remote_apply or server")
 # Steps of one phase that run side by side, per worker process (they wait on cloud APIs).
 MATIH_PHASE_THREADS = env_int("MATIH_PHASE_THREADS", 8)
 MATIH_OPEN_SIGNUP = env_bool("MATIH_OPEN_SIGNUP", False)

@@ -165,7 +165,11 @@ WITH s AS (
     {event_sql(source="j", seq="j.version", kind="'step.started'", step="%(name)s",
                data="jsonb_build_object('attempt', (SELECT attempts FROM s))")}
 )
-SELECT s.id, s.attempts, s.started_at, j.version, j.tenant_id FROM s, j
+-- A refused claim still says what the job is: a job no longer RUNNING (cancelled, failed by a
+-- sibling) must end the phase's run, and the rollback it needs must not be forgotten.
+SELECT s.id, s.attempts, s.started_at, j.version, j.tenant_id,
+       (SELECT status FROM {JOB_TABLE} WHERE id = %(job)s)
+FROM (SELECT 1) AS one LEFT JOIN s ON true LEFT JOIN j ON true
 """
 
 SUCCEED_SQL = f"""
@@ -298,24 +302,24 @@ class Claim:
     started_at: object  # the database's clock
 
 
-def claim_step(job_id, name: str) -> Claim | None:
+def claim_step(job_id, name: str) -> tuple[Claim | None, str | None]:
+    """(the claim, None), or (None, the job's status) when the step is not claimable now."""
     owner = claim_token()
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_SQL, {"job": job_id, "name": name, "owner": owner, "message": f"{name} started.",
                                    **_lease_params()})
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    step_id, attempts, started_at, version, tenant_id = row
+        step_id, attempts, started_at, version, tenant_id, job_status = cursor.fetchone()
+    if step_id is None:
+        return None, job_status
     publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.RUNNING)
-    return Claim(step_id=step_id, attempts=attempts, owner=owner, started_at=started_at)
+    return Claim(step_id=step_id, attempts=attempts, owner=owner, started_at=started_at), None
 
 
 def run_step(phase: Phase, name: str, context: dict) -> StepOutcome:
     """Claim the step, run it with its lease renewed, and commit its outputs or its failure."""
-    claim = claim_step(phase.job_id, name)
+    claim, job_status = claim_step(phase.job_id, name)
     if claim is None:
-        return StepOutcome(name=name, status="held")
+        return StepOutcome(name=name, status="held", job_status=job_status)
     step = phase.plan.step(name)
     backend = backend_for(simulate=context.get("simulate"))
     ctx = StepContext(job_id=phase.job_id, tenant=phase.tenant, tenant_settings=phase.tenant_settings,
@@ -441,10 +445,21 @@ def step_pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def _guarded(phase: Phase, name: str, context: dict) -> StepOutcome:
+    """run_step; a failure of the engine itself (the database went away mid-step) ends this delivery's
+    run of the step without a verdict: its lease lapses and the step is taken over."""
+    try:
+        return run_step(phase, name, context)
+    except Exception:
+        log.exception("step %s of job %s: the engine failed; its lease will lapse", name, phase.job_id)
+        connection.close()
+        return StepOutcome(name=name, status="held")
+
+
 def _in_thread(phase: Phase, name: str, context: dict) -> StepOutcome:
     close_old_connections()  # this thread's own connection: drop it if it went bad or old
     try:
-        return run_step(phase, name, context)
+        return _guarded(phase, name, context)
     finally:
         close_old_connections()
 
@@ -510,7 +525,7 @@ def run_phase(job_id, phase: str) -> Result:
         if not waiting and not in_flight:
             break
         if len(waiting) == 1 and not in_flight:
-            absorb(run_step(loaded, waiting[0], context))  # a lone step runs in this thread
+            absorb(_guarded(loaded, waiting[0], context))  # a lone step runs in this thread
             continue
         for name in waiting:
             statuses[name] = StepStatus.RUNNING
