@@ -113,10 +113,57 @@ def wait_completed(job_ids: list, timeout: float) -> dict:
     return done
 
 
+def where_the_time_goes(job_ids: list) -> dict[str, float]:
+    """The median per job of the time between consecutive events, by what lies between them.
+
+    Events are stamped with the database's clock when each statement starts, so the gaps
+    partition a job's time from its commit to its completion: the hop to a phase's task
+    (the broker, the worker picking it up, the phase's load), a step's own run (its work
+    and the success statement), the next step's claim, the completion.
+    """
+    from collections import defaultdict
+
+    from provisioning.models import ProvisioningEvent, ProvisioningJob
+
+    created = dict(ProvisioningJob.objects.filter(id__in=job_ids).values_list("id", "created_at"))
+    phase_of = {}
+    per_job: dict = defaultdict(lambda: defaultdict(float))
+    events = ProvisioningEvent.objects.filter(job_id__in=job_ids).order_by("job_id", "seq") \
+        .values_list("job_id", "kind", "step", "created_at")
+    from provisioning.engine.plans import plan_for
+
+    phase_of = {step.name: step.phase for step in plan_for("FREE").steps}
+    previous: dict = {}
+    for job_id, kind, step, at in events:
+        before = previous.get(job_id)
+        if before is None:
+            label, since = "commit to the first phase's start", created[job_id]
+        else:
+            b_kind, b_step, since = before
+            if kind == "step.succeeded":
+                label = "a step's run (its work, its success)"
+            elif kind == "step.started" and b_kind == "step.succeeded" and phase_of.get(b_step) != phase_of.get(step):
+                label = "hop to the next phase's task (broker, load)"
+            elif kind == "step.started":
+                label = "claim of the next step"
+            elif kind == "job.completed":
+                label = "completion"
+            else:
+                label = f"{b_kind} -> {kind}"
+        per_job[job_id][label] += (at - since).total_seconds() * 1000
+        previous[job_id] = (kind, step, at)
+    labels = sorted({label for gaps in per_job.values() for label in gaps})
+    import statistics as st
+
+    return {label: st.median(gaps.get(label, 0.0) for gaps in per_job.values()) for label in labels}
+
+
 def part_a(samples: int, steps: int, phases: int) -> None:
     latencies = []
+    job_ids = []
     for index in range(samples):
         registration = register("FREE", f"lat-{index}-{os.getpid()}")
+        job_ids.append(registration.job.id)
         status, completed_at, created_at = wait_completed([registration.job.id], 30)[registration.job.id]
         assert status == "COMPLETED", status
         # created_at is the job row's insert, inside the registration transaction: a little
@@ -138,6 +185,11 @@ def part_a(samples: int, steps: int, phases: int) -> None:
     print(f"    bare chain, per phase p50 {f50:7.1f} ms   p99 {f99:7.1f} ms   ({phases} no-op tasks)")
     print(f"    ratio to per step     p50 {p50 / s50:5.2f}x     p99 {p99 / s99:5.2f}x   (target <= 1.2x, <= 2.0x)")
     print(f"    ratio to per phase    p50 {p50 / f50:5.2f}x     p99 {p99 / f99:5.2f}x")
+    breakdown = where_the_time_goes(job_ids)
+    FIGURES["a"]["medianMsPerJobBy"] = breakdown
+    print("    where a job's time goes (median ms per job):")
+    for label, ms in sorted(breakdown.items(), key=lambda item: -item[1]):
+        print(f"      {ms:7.2f}  {label}")
 
 
 def _bare_rate(count: int, length: int) -> float:
