@@ -122,10 +122,12 @@ def build_backend(config: dict) -> RealCloud:
         terraform_env.update(ARM_CLIENT_ID=config["MATIH_AZURE_CLIENT_ID"],
                              ARM_CLIENT_SECRET=config["MATIH_AZURE_CLIENT_SECRET"],
                              ARM_TENANT_ID=config["MATIH_AZURE_TENANT_ID"])
+    # No lock of the driver's own: the step layer holds `lock` (one state lock, one renewer)
+    # around the apply or destroy; Terraform's own state lock waits MATIH_TERRAFORM_LOCK_WAIT.
     terraform = TerraformCliDriver(
         module_dir=config["MATIH_TERRAFORM_MODULE"], workdir=config["MATIH_TERRAFORM_WORKDIR"],
-        binary=config["MATIH_TERRAFORM_BIN"], lock=lock, lock_ttl=float(config["MATIH_TERRAFORM_LOCK_TTL"]),
-        lock_wait=float(config["MATIH_TERRAFORM_LOCK_WAIT"]), timeout=float(config["MATIH_TERRAFORM_TIMEOUT"]),
+        binary=config["MATIH_TERRAFORM_BIN"], lock_timeout=float(config["MATIH_TERRAFORM_LOCK_WAIT"]),
+        timeout=float(config["MATIH_TERRAFORM_TIMEOUT"]),
         env=terraform_env, default_variables={"subscription_id": terraform_env["ARM_SUBSCRIPTION_ID"]},
     )
     return RealCloud(

@@ -61,7 +61,9 @@ MATIH_TERRAFORM_BIN = _env("MATIH_TERRAFORM_BIN", "")  # empty: PATH, then terra
 MATIH_TERRAFORM_MODULE = _env("MATIH_TERRAFORM_MODULE", str(_BASE_DIR / "deploy" / "terraform" / "aks"))
 MATIH_TERRAFORM_WORKDIR = _env("MATIH_TERRAFORM_WORKDIR", str(_BASE_DIR / ".matih" / "terraform"))
 MATIH_TERRAFORM_TIMEOUT = int(_env("MATIH_TERRAFORM_TIMEOUT", "3000"))
+# The TTL of the tenant's Redis state lock (taken and renewed by the step layer).
 MATIH_TERRAFORM_LOCK_TTL = int(_env("MATIH_TERRAFORM_LOCK_TTL", "120"))
+# How long a terraform command waits for Terraform's own state lock (-lock-timeout).
 MATIH_TERRAFORM_LOCK_WAIT = float(_env("MATIH_TERRAFORM_LOCK_WAIT", "60"))
 # The subscription dedicated clusters go to when the tenant's configuration names none.
 MATIH_TERRAFORM_SUBSCRIPTION_ID = _env("MATIH_TERRAFORM_SUBSCRIPTION_ID", "")
