@@ -71,6 +71,9 @@ MATIH_TERRAFORM_SUBSCRIPTION_ID = _env("MATIH_TERRAFORM_SUBSCRIPTION_ID", "")
 # --- Data-plane PostgreSQL -----------------------------------------------------------
 # Empty: the control plane's own DATABASE_URL (resolved in deploy.real).
 MATIH_DATAPLANE_DATABASE_URL = _env("MATIH_DATAPLANE_DATABASE_URL", "")
+# The pg_dump for exports and the ENTERPRISE data migration (pg_restore beside it). Empty: the
+# one whose major version matches the server (the embedded server's own, Debian's, PATH's).
+MATIH_PG_DUMP = _env("MATIH_PG_DUMP", "")
 
 # --- Observability (the platform's collectors the tenant pipelines ship to) -------------------------
 MATIH_OTEL_ENDPOINT = _env("MATIH_OTEL_ENDPOINT", "otel-collector.monitoring.svc:4317")
