@@ -51,6 +51,9 @@ def test_pipelines_are_configmaps_the_collectors_pick_up(kube, api, spec):
                                               "headers": {"x-matih-tenant": spec.tenant_id}}
     assert {"key": "matih.tenant", "value": "acme", "action": "upsert"} in collector["processors"]["resource"]["attributes"]
     assert set(collector["service"]["pipelines"]) == {"traces", "metrics"}
+    assert result["resources"] == [
+        {"kind": "LogPipeline", "name": "tenant-acme/tenant-log-pipeline", "location": "shared-1"},
+        {"kind": "TracePipeline", "name": "tenant-acme/tenant-trace-pipeline", "location": "shared-1"}]
 
 
 def test_pipelines_are_idempotent_and_compensated(kube, api, spec):
