@@ -7,6 +7,13 @@ Every object is applied the same way (`_apply`):
 3. Otherwise PATCH it with the desired manifest as a JSON merge patch (drift).
 Deletion treats 404 as success, so a compensation can run any number of times.
 
+After provisioning: suspension scales every workload to zero (the replicas kept
+in an annotation on each), sets the quota's pods to 0 and points the Ingress at a
+Service without endpoints (503, the rules kept in an annotation); activation
+undoes each from what the objects themselves recorded, so a redelivered or
+resumed step needs no memory of its own. `leftovers` asks the API server, by
+name and by label, what of the tenant is still there.
+
 API errors are classified once, in `_classify`: 422/400/403/401/404 are
 permanent (the Status message says why), 429/5xx/timeouts/connection errors are
 transient (Retry-After honoured); a 409 outside create-or-get is a conflict and
