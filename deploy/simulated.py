@@ -427,7 +427,8 @@ class SimulatedDatabase(_Part):
 
     @staticmethod
     def names(spec: TenantSpec) -> dict[str, str | None]:
-        from deploy.database import tenant_identifier  # the one naming rule (psycopg is installed anyway)
+        # The one naming rule, the real driver's (importing it costs only psycopg, installed anyway).
+        from deploy.database import tenant_identifier
 
         name = tenant_identifier(spec.slug)
         return {"role": name, "schema": name, "database": name if spec.tier.upper() == "ENTERPRISE" else None}

@@ -270,12 +270,9 @@ def test_cli_mode_without_a_binary_is_permanent(tmp_path):
 # --- releases through Helm's engine against the fake API server ---------------------------
 
 @pytest.fixture
-def cluster():
-    from tests.drivers.fake_kube import FakeKubeApi
-
-    server = FakeKubeApi().start()
-    yield server
-    server.stop()
+def cluster(api):
+    """The fake API server (conftest's), named for what Helm sees: the cluster."""
+    return api
 
 
 @pytest.fixture

@@ -14,32 +14,9 @@ import pytest
 from deploy.errors import PermanentInfraError
 from deploy.interfaces import ClusterRef
 from deploy.inventory import BACKENDS_BEFORE_SUSPEND, REPLICAS_BEFORE_SUSPEND
-from deploy.kubernetes import KubernetesClusterDriver
-from tests.drivers.conftest import QUOTAS, make_spec
-from tests.drivers.fake_kube import FakeKubeApi
+from tests.drivers.conftest import QUOTAS, make_spec, provision
 
 NS = "tenant-acme"
-
-
-@pytest.fixture
-def api():
-    server = FakeKubeApi().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def driver(api):
-    driver = KubernetesClusterDriver(ClusterRef("shared-1", api.url), request_timeout=2)
-    yield driver
-    driver.close()
-
-
-def provision(driver, spec) -> None:
-    driver.ensure_namespace(spec)
-    driver.ensure_quotas(spec)
-    driver.ensure_network_policies(spec)
-    driver.ensure_ingress(spec)
 
 
 def workload(kind: str, name: str, replicas: int) -> dict:

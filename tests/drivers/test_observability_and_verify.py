@@ -14,16 +14,8 @@ from deploy.kubernetes import KubernetesClusterDriver
 from deploy.observability import ConfigMapPipelines
 from deploy.verify import HttpsVerifier
 from tests.drivers.fake_arm import self_signed_certificate
-from tests.drivers.fake_kube import FakeKubeApi
 
 NS = "tenant-acme"
-
-
-@pytest.fixture
-def api():
-    server = FakeKubeApi().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
