@@ -165,6 +165,8 @@ class HeldLock(Protocol):
 # can record the inventory. `leftovers(spec)` does not trust any record: it asks the system what
 # still exists under the tenant's deterministic names and labels, and answers in the same shape.
 # The simulated cloud (deploy.simulated) answers every one of these with real state in its rows.
+# The cluster inventory (not a driver: deploy.clusters) has its part of the scan too:
+# clusters.leftovers(tenant_key=slug, dedicated_cluster="aks-{slug}") -> ClusterSlot, Cluster.
 
 
 class LifecycleKubernetes(Protocol):
