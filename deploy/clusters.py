@@ -70,3 +70,15 @@ def register_dedicated_cluster(*, name: str, region: str, api_endpoint: str, cre
 def forget_cluster(*, name: str) -> None:
     ClusterSlot.objects.filter(cluster__name=name).delete()
     Cluster.objects.filter(name=name).delete()
+
+
+def leftovers(*, tenant_key: str, dedicated_cluster: str | None = None) -> list[dict]:
+    """The tenant's cluster slot, and its dedicated cluster's row, if the inventory of clusters still has them."""
+    from deploy.inventory import resource
+
+    found = [resource("ClusterSlot", slot.tenant_key, slot.cluster.name)
+             for slot in ClusterSlot.objects.filter(tenant_key=tenant_key).select_related("cluster")]
+    if dedicated_cluster:
+        found += [resource("Cluster", cluster.name, cluster.region)
+                  for cluster in Cluster.objects.filter(name=dedicated_cluster, kind=Cluster.Kind.DEDICATED)]
+    return found

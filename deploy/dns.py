@@ -13,6 +13,9 @@ Azure name servers, and A records `@`, `*`, `api`, `bi` to its ingress IP.
    child zone answers.
 `delete_zone` removes the delegation first (resolvers stop being sent to the
 child), then the zone with its records; "not found" is success.
+`ensure_zone` with another ingress IP repoints the A records (PUT replaces a
+record set): the ENTERPRISE cut-over. `zone_state` and `leftovers` read what
+Azure holds, never a record of ours.
 
 Errors: 401/403 and other 4xx are permanent; 429 (Retry-After honoured), 409,
 5xx and network failures are transient.
@@ -31,12 +34,13 @@ from azure.core.exceptions import (
 from azure.mgmt.dns import DnsManagementClient
 from azure.mgmt.dns.models import ARecord, NsRecord, RecordSet, Zone
 
+from deploy import inventory
 from deploy.errors import InfraError, PermanentInfraError, TransientInfraError
 from deploy.interfaces import TenantSpec
 
 logger = logging.getLogger(__name__)
 
-A_LABELS = ("@", "*", "api", "bi")
+A_LABELS = inventory.DNS_A_LABELS
 TENANT_TAG = "matih-tenant-id"
 
 
@@ -101,10 +105,7 @@ class AzureDnsDriver:
 
     @staticmethod
     def delegation_label(spec: TenantSpec) -> str:
-        suffix = "." + spec.parent_zone
-        if not spec.dns_zone.endswith(suffix):
-            raise PermanentInfraError(f"zone {spec.dns_zone} is not a child of {spec.parent_zone}")
-        return spec.dns_zone[: -len(suffix)]
+        return inventory.delegation_label(spec)
 
     def records(self, spec: TenantSpec, ingress_ip: str) -> list[dict]:
         """The record sets ensure_zone writes (the NS values are the name servers Azure assigns the zone)."""
@@ -129,7 +130,39 @@ class AzureDnsDriver:
         delegation_id = self._put_record_set(spec.parent_zone, self.delegation_label(spec), "NS", delegation).id
         logger.info("dns zone %s delegated from %s to %s", spec.dns_zone, spec.parent_zone, ingress_ip)
         return {"zone": spec.dns_zone, "zoneId": zone.id, "nameServers": name_servers,
-                "delegationId": delegation_id, "recordIds": record_ids, "ingressIp": ingress_ip}
+                "delegationId": delegation_id, "recordIds": record_ids, "ingressIp": ingress_ip,
+                "resources": inventory.dns_resources(spec)}
+
+    def zone_state(self, spec: TenantSpec) -> dict:
+        """What Azure holds for the tenant: {"zone", "delegation", "a": {label: [ips]}} (the cut-over's check)."""
+        zone = self._get_zone(spec.dns_zone, f"reading zone {spec.dns_zone}")
+        a_records: dict[str, list[str]] = {}
+        if zone is not None:
+            try:
+                for record_set in self.client.record_sets.list_by_type(self.resource_group, spec.dns_zone, "A"):
+                    a_records[record_set.name] = [a.ipv4_address for a in record_set.a_records or []]
+            except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+                raise classify_azure_error(exc, f"listing the A records of {spec.dns_zone}") from exc
+        return {"zone": zone is not None, "delegation": self._delegation_exists(spec), "a": a_records}
+
+    def leftovers(self, spec: TenantSpec) -> list[dict]:
+        """The tenant's zone and its delegation, if Azure still has them (the records go with the zone)."""
+        found = []
+        if self._get_zone(spec.dns_zone, f"reading zone {spec.dns_zone}") is not None:
+            found.append(inventory.resource("DnsZone", spec.dns_zone, spec.parent_zone))
+        if self._delegation_exists(spec):
+            found.append(inventory.resource("DnsDelegation", f"NS/{self.delegation_label(spec)}", spec.parent_zone))
+        return found
+
+    def _delegation_exists(self, spec: TenantSpec) -> bool:
+        label = self.delegation_label(spec)
+        try:
+            self.client.record_sets.get(self.resource_group, spec.parent_zone, label, "NS")
+        except ResourceNotFoundError:
+            return False  # no such record set, or no parent zone at all
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            raise classify_azure_error(exc, f"reading the delegation {label}.{spec.parent_zone}") from exc
+        return True
 
     def delete_zone(self, spec: TenantSpec) -> None:
         label = self.delegation_label(spec)

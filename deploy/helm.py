@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from deploy import inventory
 from deploy.errors import InfraError, PermanentInfraError, TransientInfraError
 from deploy.interfaces import ClusterRef, TenantSpec
 
@@ -164,7 +165,30 @@ class HelmReleaseDriver:
             result = self._sdk_install(spec, release, path, merged)
         logger.info("helm release %s/%s %s at revision %s", spec.namespace, release,
                     result["status"], result["revision"])
-        return result
+        return {**result, "resources": [self._resource(spec, release)]}
+
+    def releases(self, spec: TenantSpec) -> list[str]:
+        """The names of every release in the tenant's namespace, in any state (`helm list --all`)."""
+        if self.mode == "cli":
+            output = self._run_cli(["list", "--namespace", spec.namespace, "--all", "--output", "json",
+                                    *self._cli_cluster_args(spec)], "list")
+            listed = json.loads(output or "[]")
+        else:
+            helm = _helm()
+            try:
+                with self._config(spec) as cfg:
+                    listed = cfg.list(all_states=True)
+            except helm.HelmError as exc:
+                raise classify_helm_error(exc, f"listing the releases of {spec.namespace}") from exc
+        return sorted({str(item.get("name")) for item in listed or [] if item.get("name")})
+
+    def leftovers(self, spec: TenantSpec) -> list[dict]:
+        """Releases still recorded in the tenant's namespace, asked of the cluster (their release Secrets)."""
+        return [self._resource(spec, release) for release in self.releases(spec)]
+
+    def _resource(self, spec: TenantSpec, release: str) -> dict:
+        return inventory.resource("HelmRelease", inventory.namespaced(spec, release),
+                                  inventory.cluster_location(spec, self.default_cluster))
 
     def uninstall(self, spec: TenantSpec, release: str) -> None:
         if self.mode == "cli":

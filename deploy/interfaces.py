@@ -149,12 +149,24 @@ class HeldLock(Protocol):
 # --- The tenant's life after provisioning (DESIGN.md section 6) -------------------------------
 # Every driver also answers these. Resources are plain dicts, the inventory's shape:
 #     {"kind": "Namespace", "name": "tenant-acme", "location": "shared-eastus-1"}
-# `location` says where the resource lives: the cluster name (Kubernetes, Helm), the zone
-# (DNS), "server/database" (PostgreSQL), the workspace directory (Terraform).
-# Every ensure_* (old and new) returns, beside what it returned before, "resources": the
-# list of resources it created or found, so the engine can record the inventory.
-# `leftovers(spec)` does not trust any record: it asks the system what still exists under
-# the tenant's deterministic names and labels (the leftover scan of DEPROVISION).
+# deploy.inventory holds the rules (and the tenant's deterministic names both backends share):
+# - Kubernetes, Helm: `name` is "namespace/name" for namespaced objects (a Helm release is
+#   namespaced: "tenant-acme/acme-core"), the bare name for cluster-scoped ones; `location` is
+#   the cluster's name: spec.cluster.name, else the driver's default (shared) cluster's name.
+# - DNS: DnsZone "acme.matih.ai" at "matih.ai" (its parent); DnsRecord "A/api" at the zone;
+#   DnsDelegation "NS/acme" at the parent zone.
+# - PostgreSQL: DatabaseRole and Database at "host:port" (server objects); DatabaseSchema at
+#   "host:port/database" (the database that holds it).
+# - Terraform: TerraformWorkspace / TerraformState "tenant-acme" at the workspace's directory;
+#   AksCluster "aks-acme" at its Azure region.
+# - Observability: LogPipeline / TracePipeline "tenant-acme/tenant-log-pipeline" at the cluster.
+# Every ensure_* (old and new, and terraform.apply, helm.install, kubernetes.block_ingress)
+# returns, beside what it returned before, "resources": what it created or found, so the engine
+# can record the inventory. `leftovers(spec)` does not trust any record: it asks the system what
+# still exists under the tenant's deterministic names and labels, and answers in the same shape.
+# The simulated cloud (deploy.simulated) answers every one of these with real state in its rows.
+# The cluster inventory (not a driver: deploy.clusters) has its part of the scan too:
+# clusters.leftovers(tenant_key=slug, dedicated_cluster="aks-{slug}") -> ClusterSlot, Cluster.
 
 
 class LifecycleKubernetes(Protocol):
@@ -164,56 +176,84 @@ class LifecycleKubernetes(Protocol):
     # matih.ai/replicas-before-suspend (kept if already there: a redelivery does not lose it);
     # returns {"workloads": {name: previous replicas}}.
     def restore_workloads(self, spec: TenantSpec) -> dict: ...
-    # Scale each workload back to its annotation's value and remove the annotation.
+    # Scale each workload back to its annotation's value and remove the annotation;
+    # {"workloads": {name: restored replicas}} (empty when nothing was suspended).
     def patch_quota(self, spec: TenantSpec, hard: dict[str, str]) -> dict: ...
     # Merge `hard` into the ResourceQuota's spec.hard (suspension: {"pods": "0"}); returns the
-    # previous values of the keys it changed: {"previous": {...}}. ensure_quotas(spec) restores a tier's values.
+    # previous values of the keys it changed: {"previous": {...}, "hard": {...}}. No quota:
+    # PermanentInfraError. ensure_quotas(spec) restores a tier's values.
     def block_ingress(self, spec: TenantSpec) -> dict: ...
     # Make the tenant's Ingress answer 503: a Service `tenant-suspended` with no endpoints and
-    # every backend of the Ingress pointed at it; the original backends are kept in the
-    # annotation matih.ai/backends-before-suspend. Idempotent.
+    # every backend of the Ingress pointed at it; the original rules are kept in the
+    # annotation matih.ai/backends-before-suspend. Idempotent. Returns {"exists", "blocked",
+    # "resources": [the Service]}; no Ingress: {"exists": False, "blocked": False, "resources": []}.
+    # Note: ensure_ingress(spec) rewrites the desired backends, so it unblocks too.
     def unblock_ingress(self, spec: TenantSpec) -> dict: ...
-    # Restore the Ingress's backends from the annotation; delete `tenant-suspended`.
+    # Restore the Ingress's rules from the annotation; delete `tenant-suspended`.
     def ingress_state(self, spec: TenantSpec) -> dict: ...
-    # {"exists", "blocked", "ingressClass", "hosts"}: what verification and tests read.
+    # {"exists", "blocked", "ingressClass", "hosts", "backends"}: what verification and tests read.
     def workloads(self, spec: TenantSpec) -> dict[str, int]: ...
     # Deployment/StatefulSet name -> spec.replicas.
     def leftovers(self, spec: TenantSpec) -> list[dict]: ...
-    # Namespaces labelled matih.ai/tenant={slug} (or named spec.namespace) on spec.cluster.
+    # Namespaces labelled matih.ai/tenant={slug} (or named spec.namespace) on spec.cluster, and
+    # the cluster-scoped objects labelled for the tenant (IngressClass, ClusterRole,
+    # ClusterRoleBinding: the ingress-controller chart's), which deleting the namespace leaves.
+    # Also: ensure_network_policies(spec) removes the platform's policies the tier no longer has
+    # (PROFESSIONAL -> FREE drops allow-external-to-ingress-controller); it reports them as "pruned".
 
 
 class LifecycleHelm(Protocol):
-    # install() is `upgrade --install`: installing an existing release with new values upgrades it.
-    def releases(self, spec: TenantSpec) -> list[str]: ...  # release names in spec.namespace
+    # install() is `upgrade --install`: installing an existing release with new values upgrades it
+    # (a new revision); it returns "resources": [{"kind": "HelmRelease", ...}].
+    def releases(self, spec: TenantSpec) -> list[str]: ...  # release names in spec.namespace, any state
     def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # {"kind": "HelmRelease", ...}
 
 
 class LifecycleDns(Protocol):
-    # ensure_zone(spec, new_ip) repoints the A records (the ENTERPRISE cut-over).
+    # ensure_zone(spec, new_ip) repoints the A records (the ENTERPRISE cut-over); the zone and
+    # its delegation are kept. delete_zone removes the delegation, then the zone with its records.
     def zone_state(self, spec: TenantSpec) -> dict: ...
-    # {"zone": bool, "delegation": bool, "a": {label: [ips]}}
+    # {"zone": bool, "delegation": bool, "a": {label: [ips]}} (every A record set in the zone)
     def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # DnsZone and DnsDelegation that still exist
 
 
 class LifecycleTerraform(Protocol):
-    # destroy(spec, variables): `terraform destroy`, then the workspace and its state removed.
-    # The driver takes no lock of its own: the step layer holds the one state lock.
-    def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # TerraformWorkspace / TerraformState still present
+    # destroy(spec, variables): `terraform destroy`, then the workspace deleted and its directory
+    # (with the state) removed. The driver takes no lock of its own: the step layer holds the
+    # one state lock (matih:terraform-state:tenant-{slug}, RedisStateLock) and renews it;
+    # Terraform's own state lock (-lock-timeout, MATIH_TERRAFORM_LOCK_WAIT) stays underneath.
+    # apply() returns its outputs plus "resources": TerraformWorkspace and AksCluster.
+    def leftovers(self, spec: TenantSpec) -> list[dict]: ...
+    # TerraformWorkspace (the directory is on disk) / TerraformState (its state still holds
+    # resources or outputs)
 
 
 class LifecycleDatabase(Protocol):
+    # ensure_tenant_database(spec, password=None): with `password`, the role gets that one
+    # instead of a new one (the ENTERPRISE upgrade's dedicated setup shares the role with the
+    # shared schema: a new password would lock out the shared services still running).
+    # drop_tenant_database(spec) drops one half: the own database (ENTERPRISE spec) or the
+    # shared schema (shared tiers); the role only when the other half does not exist either.
+    # So undoing an upgrade (drop_tenant_database(target)) never touches the shared data, and a
+    # DEPROVISION of an upgraded tenant that never decommissioned must call drop_shared_schema too.
     def export_tenant_data(self, spec: TenantSpec, directory: str) -> dict: ...
     # pg_dump of the tenant's schema (shared tiers) or database (ENTERPRISE) into
-    # `directory`/{slug}-{UTC timestamp}.sql; returns {"path", "bytes", "sha256"}.
+    # `directory`/{slug}-{UTC timestamp}.sql (0600, written under a temporary name, then renamed);
+    # returns {"path", "bytes", "sha256", "database", "schema"}. Nothing to export (never set up):
+    # {"path": None, "bytes": 0, "sha256": None, "reason"}. A rerun writes a new file.
     def copy_to_dedicated(self, source: TenantSpec, target: TenantSpec) -> dict: ...
     # ENTERPRISE upgrade: the tenant's schema in the shared database (source, a shared tier)
     # copied into its dedicated database (target, ENTERPRISE; made by ensure_tenant_database(target)),
     # then verified table by table: row counts and a checksum of the rows must match, else
     # PermanentInfraError naming the table. Idempotent (a rerun replaces the copy).
-    # Returns {"tables": {name: {"rows": n, "checksum": hex}}}.
-    def drop_dedicated_copy(self, target: TenantSpec) -> None: ...  # undoes copy_to_dedicated
+    # Returns {"tables": {name: {"rows": n, "checksum": hex}}, "database", "schema"}.
+    def verify_copy(self, source: TenantSpec, target: TenantSpec) -> dict: ...
+    # The verification alone (the cut-over may check again): the source's fingerprints, or the error.
+    def drop_dedicated_copy(self, target: TenantSpec) -> None: ...  # undoes copy_to_dedicated (empty schema)
     def drop_shared_schema(self, source: TenantSpec) -> None: ...
     # After an ENTERPRISE cut-over: the schema left in the shared database, not the role
     # (the dedicated database still belongs to it).
     def table_fingerprints(self, spec: TenantSpec) -> dict: ...  # {table: {"rows", "checksum"}}
-    def leftovers(self, spec: TenantSpec) -> list[dict]: ...  # DatabaseRole, DatabaseSchema, Database still present
+    def leftovers(self, spec: TenantSpec) -> list[dict]: ...
+    # DatabaseRole, Database, and DatabaseSchema (in the shared database) still present, whatever
+    # the spec's tier.

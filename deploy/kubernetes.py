@@ -7,6 +7,13 @@ Every object is applied the same way (`_apply`):
 3. Otherwise PATCH it with the desired manifest as a JSON merge patch (drift).
 Deletion treats 404 as success, so a compensation can run any number of times.
 
+After provisioning: suspension scales every workload to zero (the replicas kept
+in an annotation on each), sets the quota's pods to 0 and points the Ingress at a
+Service without endpoints (503, the rules kept in an annotation); activation
+undoes each from what the objects themselves recorded, so a redelivered or
+resumed step needs no memory of its own. `leftovers` asks the API server, by
+name and by label, what of the tenant is still there.
+
 API errors are classified once, in `_classify`: 422/400/403/401/404 are
 permanent (the Status message says why), 429/5xx/timeouts/connection errors are
 transient (Retry-After honoured); a 409 outside create-or-get is a conflict and
@@ -26,15 +33,23 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
+from deploy import inventory
 from deploy.errors import InfraError, PermanentInfraError, TransientInfraError
 from deploy.interfaces import ClusterRef, TenantSpec
+from deploy.inventory import (
+    ADMIN,
+    BACKENDS_BEFORE_SUSPEND,
+    INGRESS,
+    LIMITS,
+    MANAGED_BY,
+    QUOTA,
+    REPLICAS_BEFORE_SUSPEND,
+    SUSPENDED_SERVICE,
+    TENANT_LABEL,
+)
 
 logger = logging.getLogger(__name__)
 
-ADMIN = "tenant-admin"
-QUOTA = "tenant-quota"
-LIMITS = "tenant-limits"
-INGRESS = "tenant-ingress"
 # Services the core-services chart creates; the tenant Ingress routes to them.
 HOST_BACKENDS = {"": "core-web", "api.": "core-api", "bi.": "core-bi"}
 SERVICE_PORT = 80
@@ -63,7 +78,17 @@ KINDS: dict[str, Kind] = {
     "RoleBinding": Kind("rbac.authorization.k8s.io/v1", k8s.RbacAuthorizationV1Api, "role_binding"),
     "NetworkPolicy": Kind("networking.k8s.io/v1", k8s.NetworkingV1Api, "network_policy"),
     "Ingress": Kind("networking.k8s.io/v1", k8s.NetworkingV1Api, "ingress"),
+    "Service": Kind("v1", k8s.CoreV1Api, "service"),
+    "Deployment": Kind("apps/v1", k8s.AppsV1Api, "deployment"),
+    "StatefulSet": Kind("apps/v1", k8s.AppsV1Api, "stateful_set"),
+    # Cluster-scoped objects the tenant charts make (the ingress controller's); they outlive the namespace.
+    "IngressClass": Kind("networking.k8s.io/v1", k8s.NetworkingV1Api, "ingress_class", namespaced=False),
+    "ClusterRole": Kind("rbac.authorization.k8s.io/v1", k8s.RbacAuthorizationV1Api, "cluster_role", namespaced=False),
+    "ClusterRoleBinding": Kind("rbac.authorization.k8s.io/v1", k8s.RbacAuthorizationV1Api, "cluster_role_binding",
+                               namespaced=False),
 }
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+CLUSTER_SCOPED_TENANT_KINDS = ("IngressClass", "ClusterRole", "ClusterRoleBinding")
 
 
 def object_id(manifest: dict) -> str:
@@ -138,6 +163,27 @@ def _classify(exc: Exception, what: str) -> InfraError:
         return TransientInfraError(f"Kubernetes API call failed during {what}", provider_message=str(exc))
     return PermanentInfraError(f"Kubernetes client rejected {what}", provider_message=str(exc),
                                hint="the manifest does not match the API schema")
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _backends(rules: list[dict]) -> set[str]:
+    return {path.get("backend", {}).get("service", {}).get("name")
+            for rule in rules for path in (rule.get("http") or {}).get("paths", [])}
+
+
+def _pointed_at(rules: list[dict], service: str) -> list[dict]:
+    """The same hosts and paths, every backend replaced by `service` on SERVICE_PORT."""
+    rules = copy.deepcopy(rules)
+    for rule in rules:
+        for path in (rule.get("http") or {}).get("paths", []):
+            path["backend"] = {"service": {"name": service, "port": {"number": SERVICE_PORT}}}
+    return rules
 
 
 class KubernetesClusterDriver:
@@ -307,13 +353,11 @@ class KubernetesClusterDriver:
 
     @staticmethod
     def has_own_ingress_controller(spec: TenantSpec) -> bool:
-        return spec.tier.upper() != "FREE"
+        return inventory.has_own_ingress_controller(spec)
 
     def ingress_class(self, spec: TenantSpec) -> str:
         """FREE tenants share the platform's controller; the others run their own."""
-        if spec.custom_config.get("ingress_class"):
-            return spec.custom_config["ingress_class"]
-        return spec.namespace if self.has_own_ingress_controller(spec) else self.shared_ingress_class
+        return inventory.ingress_class(spec, self.shared_ingress_class)
 
     def ingress_manifest(self, spec: TenantSpec) -> dict:
         rules = []
@@ -343,6 +387,15 @@ class KubernetesClusterDriver:
                 "metadata": {"name": name, "namespace": spec.namespace, "labels": dict(spec.labels)},
                 "data": encoded}
 
+    def suspended_service_manifest(self, spec: TenantSpec) -> dict:
+        """A Service with no selector, so no endpoints: the ingress controller answers 503 for it."""
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": SUSPENDED_SERVICE, "namespace": spec.namespace, "labels": dict(spec.labels),
+                             "annotations": {"matih.ai/purpose": "answers 503 while the tenant is suspended"}},
+                "spec": {"type": "ClusterIP",
+                         "ports": [{"name": "http", "protocol": "TCP", "port": SERVICE_PORT,
+                                    "targetPort": SERVICE_PORT}]}}
+
     def manifests(self, spec: TenantSpec) -> list[dict]:
         return (self.namespace_manifests(spec) + self.quota_manifests(spec)
                 + self.network_policy_manifests(spec) + [self.ingress_manifest(spec)])
@@ -365,13 +418,28 @@ class KubernetesClusterDriver:
         self._delete(spec, "ResourceQuota", QUOTA, spec.namespace)
 
     def ensure_network_policies(self, spec: TenantSpec) -> dict:
-        return self._apply_all(spec, self.network_policy_manifests(spec))
+        """The tier's policies applied, and the ones the platform made that the tier no longer has removed.
+
+        A tier change is a delta: PROFESSIONAL -> FREE drops the tenant's own ingress
+        controller, so its allow-external policy must go too, not linger open.
+        """
+        manifests = self.network_policy_manifests(spec)
+        result = self._apply_all(spec, manifests)
+        wanted = {m["metadata"]["name"] for m in manifests}
+        pruned = []
+        for name in self._managed_names(spec, "NetworkPolicy"):
+            if name not in wanted:
+                self._delete(spec, "NetworkPolicy", name, spec.namespace)
+                pruned.append(f"NetworkPolicy/{spec.namespace}/{name}")
+        return {**result, "pruned": pruned}
 
     def delete_network_policies(self, spec: TenantSpec) -> None:
         # Allows first, the default deny last: half-way through, the namespace is
         # more closed than intended, never more open.
-        for manifest in reversed(self.network_policy_manifests(spec)):
-            self._delete(spec, "NetworkPolicy", manifest["metadata"]["name"], spec.namespace)
+        names = [m["metadata"]["name"] for m in reversed(self.network_policy_manifests(spec))]
+        extra = [name for name in self._managed_names(spec, "NetworkPolicy") if name not in names]
+        for name in extra + names:
+            self._delete(spec, "NetworkPolicy", name, spec.namespace)
 
     def ensure_ingress(self, spec: TenantSpec) -> dict:
         result = self._apply_all(spec, [self.ingress_manifest(spec)])
@@ -401,17 +469,141 @@ class KubernetesClusterDriver:
 
     def rollout_status(self, spec: TenantSpec) -> dict[str, bool]:
         """Deployments and StatefulSets of the namespace -> rolled out and available."""
-        apps = k8s.AppsV1Api(self.api_client(spec.cluster))
-        status: dict[str, bool] = {}
-        for lister in (apps.list_namespaced_deployment, apps.list_namespaced_stateful_set):
-            try:
-                response = lister(spec.namespace, _preload_content=False,
-                                  _request_timeout=self.request_timeout)
-            except Exception as exc:  # noqa: BLE001 - classified below
-                raise _classify(exc, f"listing workloads in {spec.namespace}") from exc
-            for item in json.loads(response.data).get("items", []):
-                status[item["metadata"]["name"]] = self._rolled_out(item)
-        return status
+        return {item["metadata"]["name"]: self._rolled_out(item) for _, item in self._workload_items(spec)}
+
+    # --- the tenant's life after provisioning (LifecycleKubernetes) -------------------------
+
+    def workloads(self, spec: TenantSpec) -> dict[str, int]:
+        """Deployment/StatefulSet name -> spec.replicas (the API's default is 1)."""
+        return {item["metadata"]["name"]: item.get("spec", {}).get("replicas", 1)
+                for _, item in self._workload_items(spec)}
+
+    def scale_workloads(self, spec: TenantSpec, replicas: int) -> dict:
+        """Every Deployment and StatefulSet of the namespace to `replicas`.
+
+        1. Scaling to 0 writes each workload's replicas into the annotation
+           REPLICAS_BEFORE_SUSPEND in the same patch; an annotation already there is
+           kept (a redelivered suspension must not record 0 as "before").
+        2. A workload already where it should be is not written.
+        Returns {"workloads": {name: replicas before}}.
+        """
+        before: dict[str, int] = {}
+        for kind, item in self._workload_items(spec):
+            name = item["metadata"]["name"]
+            current = item.get("spec", {}).get("replicas", 1)
+            annotations = item["metadata"].get("annotations") or {}
+            patch: dict = {"spec": {"replicas": replicas}}
+            if replicas == 0:
+                recorded = _as_int(annotations.get(REPLICAS_BEFORE_SUSPEND))
+                before[name] = current if recorded is None else recorded
+                if current == 0 and recorded is not None:
+                    continue
+                patch["metadata"] = {"annotations": {REPLICAS_BEFORE_SUSPEND: str(before[name])}}
+            else:
+                before[name] = current
+                if current == replicas:
+                    continue
+            self._patch(spec, kind, name, spec.namespace, patch)
+            logger.info("kubernetes scaled %s %s/%s from %s to %s", kind, spec.namespace, name, current, replicas)
+        return {"workloads": before}
+
+    def restore_workloads(self, spec: TenantSpec) -> dict:
+        """Each workload back to the replicas its annotation recorded; the annotation removed."""
+        restored: dict[str, int] = {}
+        for kind, item in self._workload_items(spec):
+            name = item["metadata"]["name"]
+            recorded = _as_int((item["metadata"].get("annotations") or {}).get(REPLICAS_BEFORE_SUSPEND))
+            if recorded is None:
+                continue  # never scaled down by a suspension (or already restored)
+            self._patch(spec, kind, name, spec.namespace, {
+                "metadata": {"annotations": {REPLICAS_BEFORE_SUSPEND: None}}, "spec": {"replicas": recorded}})
+            restored[name] = recorded
+            logger.info("kubernetes restored %s %s/%s to %s replicas", kind, spec.namespace, name, recorded)
+        return {"workloads": restored}
+
+    def patch_quota(self, spec: TenantSpec, hard: dict[str, str]) -> dict:
+        """Merge `hard` into the ResourceQuota; {"previous": the old values of the keys it changed}."""
+        live = self._read(spec, "ResourceQuota", QUOTA, spec.namespace)
+        if live is None:
+            raise PermanentInfraError(f"no ResourceQuota {spec.namespace}/{QUOTA} to patch",
+                                      hint="the tenant's quotas were never configured (CONFIGURE_QUOTAS)")
+        current = live.get("spec", {}).get("hard") or {}
+        previous = {key: current.get(key) for key, value in hard.items() if current.get(key) != value}
+        if previous:
+            self._patch(spec, "ResourceQuota", QUOTA, spec.namespace, {"spec": {"hard": dict(hard)}})
+            logger.info("kubernetes patched quota %s/%s: %s", spec.namespace, QUOTA, sorted(previous))
+        return {"previous": previous, "hard": {**current, **hard}}
+
+    def block_ingress(self, spec: TenantSpec) -> dict:
+        """Every backend of the tenant's Ingress pointed at SUSPENDED_SERVICE, which has no endpoints (503).
+
+        The original rules go into the annotation BACKENDS_BEFORE_SUSPEND in the same
+        patch, once: a repeated block keeps the first copy. No Ingress: nothing to block.
+        """
+        live = self._read(spec, "Ingress", INGRESS, spec.namespace)
+        if live is None:
+            return {"exists": False, "blocked": False, "resources": []}
+        service = self.suspended_service_manifest(spec)
+        self._apply(spec, service)
+        annotations = live["metadata"].get("annotations") or {}
+        if not self._blocked(live):
+            patch: dict = {"spec": {"rules": _pointed_at(live["spec"].get("rules") or [], SUSPENDED_SERVICE)}}
+            if BACKENDS_BEFORE_SUSPEND not in annotations:
+                patch["metadata"] = {"annotations": {BACKENDS_BEFORE_SUSPEND: json.dumps(
+                    {"rules": live["spec"].get("rules") or []}, sort_keys=True)}}
+            self._patch(spec, "Ingress", INGRESS, spec.namespace, patch)
+            logger.info("kubernetes blocked ingress %s/%s", spec.namespace, INGRESS)
+        return {"exists": True, "blocked": True, "service": SUSPENDED_SERVICE,
+                "resources": [self.resource_of(spec, service)]}
+
+    def unblock_ingress(self, spec: TenantSpec) -> dict:
+        """The Ingress's rules back from the annotation (or, without it, the desired ones); the 503 Service deleted."""
+        live = self._read(spec, "Ingress", INGRESS, spec.namespace)
+        if live is not None:
+            saved = (live["metadata"].get("annotations") or {}).get(BACKENDS_BEFORE_SUSPEND)
+            if saved is not None:
+                rules = json.loads(saved)["rules"]
+            elif self._blocked(live):
+                rules = self.ingress_manifest(spec)["spec"]["rules"]
+            else:
+                rules = None
+            if rules is not None:
+                self._patch(spec, "Ingress", INGRESS, spec.namespace, {
+                    "metadata": {"annotations": {BACKENDS_BEFORE_SUSPEND: None}}, "spec": {"rules": rules}})
+                logger.info("kubernetes unblocked ingress %s/%s", spec.namespace, INGRESS)
+        self._delete(spec, "Service", SUSPENDED_SERVICE, spec.namespace)
+        return {"exists": live is not None, "blocked": False}
+
+    def ingress_state(self, spec: TenantSpec) -> dict:
+        live = self._read(spec, "Ingress", INGRESS, spec.namespace)
+        if live is None:
+            return {"exists": False, "blocked": False, "ingressClass": None, "hosts": [], "backends": []}
+        rules = live["spec"].get("rules") or []
+        return {"exists": True, "blocked": self._blocked(live), "ingressClass": live["spec"].get("ingressClassName"),
+                "hosts": [rule.get("host") for rule in rules], "backends": sorted(_backends(rules))}
+
+    def leftovers(self, spec: TenantSpec) -> list[dict]:
+        """What of the tenant is still on spec.cluster, asked of the API server, not of any record.
+
+        The namespace (by name, and any namespace labelled for the tenant), and the
+        cluster-scoped objects the tenant charts label for it (IngressClass, ClusterRole,
+        ClusterRoleBinding), which deleting the namespace does not remove.
+        """
+        found = []
+        selector = f"{TENANT_LABEL}={spec.slug}"
+        namespaces = {item["metadata"]["name"] for item in self._list(spec, "Namespace", label_selector=selector)}
+        if spec.namespace not in namespaces and self._read(spec, "Namespace", spec.namespace, None) is not None:
+            namespaces.add(spec.namespace)
+        found += [inventory.resource("Namespace", name, self.location(spec)) for name in sorted(namespaces)]
+        for kind in CLUSTER_SCOPED_TENANT_KINDS:
+            for item in self._list(spec, kind, label_selector=selector):
+                found.append(inventory.resource(kind, item["metadata"]["name"], self.location(spec)))
+        return found
+
+    @staticmethod
+    def _blocked(ingress: dict) -> bool:
+        backends = _backends(ingress.get("spec", {}).get("rules") or [])
+        return bool(backends) and backends == {SUSPENDED_SERVICE}
 
     @staticmethod
     def _rolled_out(workload: dict) -> bool:
@@ -426,11 +618,62 @@ class KubernetesClusterDriver:
 
     # --- the apply loop -------------------------------------------------------------
 
+    def location(self, spec: TenantSpec) -> str:
+        """The cluster's name, as the inventory records it."""
+        return inventory.cluster_location(spec, self.default_cluster)
+
+    def resource_of(self, spec: TenantSpec, manifest: dict) -> dict:
+        meta = manifest["metadata"]
+        name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+        return inventory.resource(manifest["kind"], name, self.location(spec))
+
     def _apply_all(self, spec: TenantSpec, manifests: list[dict]) -> dict:
         outcome: dict[str, list[str]] = {"created": [], "patched": [], "unchanged": []}
         for manifest in manifests:
             outcome[self._apply(spec, manifest)].append(object_id(manifest))
-        return {"objects": [object_id(m) for m in manifests], **outcome}
+        return {"objects": [object_id(m) for m in manifests], **outcome,
+                "resources": [self.resource_of(spec, m) for m in manifests]}
+
+    def _read(self, spec: TenantSpec, kind: str, name: str, namespace: str | None) -> dict | None:
+        """The live object, or None when it does not exist."""
+        scope = (namespace,) if namespace else ()
+        try:
+            return json.loads(self._call(spec, kind, "read", name, *scope).data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _classify(exc, f"reading {kind} {name}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, f"reading {kind} {name}") from exc
+
+    def _list(self, spec: TenantSpec, kind: str, namespace: str | None = None,
+              label_selector: str = "") -> list[dict]:
+        scope = (namespace,) if namespace else ()
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        try:
+            response = self._call(spec, kind, "list", *scope, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, f"listing {kind} in {namespace or 'the cluster'}") from exc
+        return json.loads(response.data).get("items", [])
+
+    def _patch(self, spec: TenantSpec, kind: str, name: str, namespace: str | None, patch: dict) -> dict:
+        """A JSON merge patch (RFC 7386): a null removes a key, a list is replaced whole."""
+        scope = (namespace,) if namespace else ()
+        try:
+            response = self._call(spec, kind, "patch", name, *scope, patch,
+                                  _content_type="application/merge-patch+json")
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, f"patching {kind} {namespace or ''}/{name}") from exc
+        return json.loads(response.data)
+
+    def _managed_names(self, spec: TenantSpec, kind: str) -> list[str]:
+        """Names of the objects of `kind` the platform made in the tenant's namespace (by label)."""
+        selector = f"{MANAGED_BY}=matih,{TENANT_LABEL}={spec.slug}"
+        return sorted(item["metadata"]["name"] for item in self._list(spec, kind, spec.namespace, selector))
+
+    def _workload_items(self, spec: TenantSpec) -> list[tuple[str, dict]]:
+        # List items carry no kind (as the API server sends them): pair each with its kind.
+        return [(kind, item) for kind in WORKLOAD_KINDS for item in self._list(spec, kind, spec.namespace)]
 
     def _call(self, spec: TenantSpec, kind: str, verb: str, *args, **kwargs):
         info = KINDS[kind]

@@ -37,16 +37,24 @@ class ClusterSlot(models.Model):
 
 
 class SimulatedResource(models.Model):
-    """What the simulated cloud 'created'; rollback tests check that nothing is left."""
+    """What the simulated cloud holds: one row per resource, with its state in `data`.
+
+    Unique per (kind, location, name), as in the systems it plays: a tenant being
+    upgraded to ENTERPRISE has a namespace tenant-{slug} on the shared cluster and
+    on its dedicated one at once.
+    """
 
     kind = models.CharField(max_length=40)
     name = models.CharField(max_length=255)
+    location = models.CharField(max_length=255, blank=True, default="",
+                                help_text="Where it lives: the cluster, the zone, the server, the workspace.")
     owner = models.CharField(max_length=100, db_index=True, help_text="The tenant slug it belongs to.")
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["kind", "name"], name="simulated_resource_unique")]
+        constraints = [models.UniqueConstraint(fields=["kind", "location", "name"],
+                                               name="simulated_resource_unique_where")]
 
     def __str__(self) -> str:
-        return f"{self.kind}/{self.name}"
+        return f"{self.kind}/{self.name}@{self.location}"

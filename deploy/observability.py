@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import yaml
 
+from deploy import inventory
 from deploy.interfaces import TenantSpec
 
-LOGS = "tenant-log-pipeline"
-TRACES = "tenant-trace-pipeline"
+LOGS = inventory.LOG_PIPELINE
+TRACES = inventory.TRACE_PIPELINE
 
 
 class ConfigMapPipelines:
@@ -90,8 +91,13 @@ class ConfigMapPipelines:
                                                  labels={"matih.ai/pipeline": "logs"})
         traces = self.kubernetes.ensure_config_map(spec, TRACES, {"otel-collector.yaml": self.trace_pipeline(spec)},
                                                    labels={"matih.ai/pipeline": "traces"})
+        # The inventory names them for what they are to the tenant; the object is the ConfigMap of that name.
+        resources = [inventory.resource("LogPipeline", logs["resources"][0]["name"], logs["resources"][0]["location"]),
+                     inventory.resource("TracePipeline", traces["resources"][0]["name"],
+                                        traces["resources"][0]["location"])]
         return {"logs": logs["objects"][0], "traces": traces["objects"][0],
-                "created": logs["created"] + traces["created"], "patched": logs["patched"] + traces["patched"]}
+                "created": logs["created"] + traces["created"], "patched": logs["patched"] + traces["patched"],
+                "resources": resources}
 
     def delete_pipelines(self, spec: TenantSpec) -> None:
         self.kubernetes.delete_config_map(spec, TRACES)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlparse
 
 from deploy import settings as defaults
 from deploy.credentials import AzureServicePrincipals
-from deploy.database import PostgresTenantDatabases
+from deploy.database import PostgresTenantDatabases, database_address
 from deploy.dns import AzureDnsDriver
 from deploy.helm import HelmReleaseDriver
 from deploy.interfaces import ClusterRef
@@ -84,12 +83,6 @@ def _azure_credential(config: dict):
     return DefaultAzureCredential()
 
 
-def _database_address(url: str) -> tuple[str, int]:
-    parts = urlparse(url)
-    host = parts.hostname or parse_qs(parts.query).get("host", [""])[-1]
-    return host, parts.port or 5432
-
-
 def build_backend(config: dict) -> RealCloud:
     shared_cluster = ClusterRef(name=config["MATIH_SHARED_CLUSTER_NAME"], api_endpoint=config["MATIH_KUBE_API"],
                                 credentials_ref=config["MATIH_KUBECONFIG"])
@@ -101,7 +94,7 @@ def build_backend(config: dict) -> RealCloud:
         cluster_issuer=config["MATIH_CLUSTER_ISSUER"],
     )
     dataplane_url = config["MATIH_DATAPLANE_DATABASE_URL"]
-    db_host, db_port = _database_address(dataplane_url)
+    db_host, db_port = database_address(dataplane_url)
     helm = HelmReleaseDriver(
         config["MATIH_CHARTS_DIR"], default_cluster=shared_cluster, mode=config["MATIH_HELM_MODE"],
         helm_bin=config["MATIH_HELM_BIN"], timeout=int(config["MATIH_HELM_TIMEOUT"]),
@@ -115,6 +108,7 @@ def build_backend(config: dict) -> RealCloud:
         credential=_azure_credential(config), base_url=arm, connection_verify=verify_tls,
         ttl=int(config["MATIH_DNS_TTL"]),
     )
+    # The tenant's Terraform state lock: the step layer takes and renews it (one lock, one renewer).
     lock = RedisStateLock(config["REDIS_URL"])
     terraform_env = {"ARM_SUBSCRIPTION_ID": config["MATIH_TERRAFORM_SUBSCRIPTION_ID"]
                      or config["MATIH_AZURE_SUBSCRIPTION_ID"]}
@@ -122,10 +116,12 @@ def build_backend(config: dict) -> RealCloud:
         terraform_env.update(ARM_CLIENT_ID=config["MATIH_AZURE_CLIENT_ID"],
                              ARM_CLIENT_SECRET=config["MATIH_AZURE_CLIENT_SECRET"],
                              ARM_TENANT_ID=config["MATIH_AZURE_TENANT_ID"])
+    # No lock of the driver's own: the step layer holds `lock` (one state lock, one renewer)
+    # around the apply or destroy; Terraform's own state lock waits MATIH_TERRAFORM_LOCK_WAIT.
     terraform = TerraformCliDriver(
         module_dir=config["MATIH_TERRAFORM_MODULE"], workdir=config["MATIH_TERRAFORM_WORKDIR"],
-        binary=config["MATIH_TERRAFORM_BIN"], lock=lock, lock_ttl=float(config["MATIH_TERRAFORM_LOCK_TTL"]),
-        lock_wait=float(config["MATIH_TERRAFORM_LOCK_WAIT"]), timeout=float(config["MATIH_TERRAFORM_TIMEOUT"]),
+        binary=config["MATIH_TERRAFORM_BIN"], lock_timeout=float(config["MATIH_TERRAFORM_LOCK_WAIT"]),
+        timeout=float(config["MATIH_TERRAFORM_TIMEOUT"]),
         env=terraform_env, default_variables={"subscription_id": terraform_env["ARM_SUBSCRIPTION_ID"]},
     )
     return RealCloud(
@@ -134,7 +130,7 @@ def build_backend(config: dict) -> RealCloud:
         dns=dns,
         terraform=terraform,
         lock=lock,
-        database=PostgresTenantDatabases(dataplane_url),
+        database=PostgresTenantDatabases(dataplane_url, pg_dump=config["MATIH_PG_DUMP"]),
         credentials=AzureServicePrincipals(authority=config["MATIH_AZURE_AUTHORITY"], arm_endpoint=arm,
                                            connection_verify=verify_tls),
         observability=ConfigMapPipelines(kubernetes, otlp_endpoint=config["MATIH_OTEL_ENDPOINT"],

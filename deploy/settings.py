@@ -61,7 +61,9 @@ MATIH_TERRAFORM_BIN = _env("MATIH_TERRAFORM_BIN", "")  # empty: PATH, then terra
 MATIH_TERRAFORM_MODULE = _env("MATIH_TERRAFORM_MODULE", str(_BASE_DIR / "deploy" / "terraform" / "aks"))
 MATIH_TERRAFORM_WORKDIR = _env("MATIH_TERRAFORM_WORKDIR", str(_BASE_DIR / ".matih" / "terraform"))
 MATIH_TERRAFORM_TIMEOUT = int(_env("MATIH_TERRAFORM_TIMEOUT", "3000"))
+# The TTL of the tenant's Redis state lock (taken and renewed by the step layer).
 MATIH_TERRAFORM_LOCK_TTL = int(_env("MATIH_TERRAFORM_LOCK_TTL", "120"))
+# How long a terraform command waits for Terraform's own state lock (-lock-timeout).
 MATIH_TERRAFORM_LOCK_WAIT = float(_env("MATIH_TERRAFORM_LOCK_WAIT", "60"))
 # The subscription dedicated clusters go to when the tenant's configuration names none.
 MATIH_TERRAFORM_SUBSCRIPTION_ID = _env("MATIH_TERRAFORM_SUBSCRIPTION_ID", "")
@@ -69,6 +71,9 @@ MATIH_TERRAFORM_SUBSCRIPTION_ID = _env("MATIH_TERRAFORM_SUBSCRIPTION_ID", "")
 # --- Data-plane PostgreSQL -----------------------------------------------------------
 # Empty: the control plane's own DATABASE_URL (resolved in deploy.real).
 MATIH_DATAPLANE_DATABASE_URL = _env("MATIH_DATAPLANE_DATABASE_URL", "")
+# The pg_dump for exports and the ENTERPRISE data migration (pg_restore beside it). Empty: the
+# one whose major version matches the server (the embedded server's own, Debian's, PATH's).
+MATIH_PG_DUMP = _env("MATIH_PG_DUMP", "")
 
 # --- Observability (the platform's collectors the tenant pipelines ship to) -------------------------
 MATIH_OTEL_ENDPOINT = _env("MATIH_OTEL_ENDPOINT", "otel-collector.monitoring.svc:4317")

@@ -1,18 +1,24 @@
 """The real Terraform driver: the `terraform` binary on a module, one working directory per tenant.
 
 `apply(spec, variables)`:
-1. hold the tenant's apply lock (Redis, TTL renewed in the background) so two
-   applies of one state never overlap, even a redelivered task of the same job;
-   a second apply waits up to `lock_wait` seconds, then is a transient error;
-2. copy the module into `{workdir}/tenant-{slug}/`, read its variables with
+1. copy the module into `{workdir}/tenant-{slug}/`, read its variables with
    python-hcl2 and write `tenant.auto.tfvars` (HCL, only declared variables;
    a missing required one is a permanent error);
-3. `init`, select (or create) the workspace `tenant-{slug}` (its own local
+2. `init`, select (or create) the workspace `tenant-{slug}` (its own local
    state under terraform.tfstate.d/), `plan -out`, `apply` the plan;
-4. `output -json`: plain values; a `kube_config` output is written to a 0600
+3. `output -json`: plain values; a `kube_config` output is written to a 0600
    file beside the state and only its path leaves (as `kubeconfig_ref`).
-`destroy` runs the same under the lock, then removes the working directory.
-Terraform's own state lock (-lock-timeout) stays on underneath.
+`destroy` runs `terraform destroy` in the same workspace, then deletes the
+workspace and removes the working directory with its state.
+
+The driver takes no lock of its own: the step layer holds the tenant's one state
+lock (`matih:terraform-state:tenant-{slug}`, deploy.locks.RedisStateLock) and
+renews it for the whole apply or destroy. Terraform's own state lock stays on
+underneath (`-lock-timeout`): a second terraform process on the same state waits
+for it, then fails transiently.
+
+`leftovers(spec)` looks at the disk: the working directory, and a state that
+still manages something.
 
 Failures: "Error acquiring the state lock", throttling, timeouts and network
 errors are transient; anything else Terraform refuses (invalid variables,
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import hcl2
 
+from deploy import inventory
 from deploy.errors import InfraError, PermanentInfraError, TransientInfraError
 from deploy.interfaces import TenantSpec
 
@@ -110,19 +117,19 @@ def classify_terraform_failure(what: str, output: str) -> InfraError:
 
 
 class TerraformCliDriver:
-    """TerraformDriver over the terraform binary. `lock` is a deploy.locks.RedisStateLock (or None)."""
+    """TerraformDriver over the terraform binary.
+
+    `lock_timeout`: how long a command waits for Terraform's own state lock (-lock-timeout).
+    """
 
     def __init__(self, *, module_dir: str | os.PathLike = MODULE_DIR, workdir: str | os.PathLike,
-                 binary: str = "", lock=None, lock_ttl: float = 120, lock_wait: float = 60,
-                 timeout: float = 3000, env: dict[str, str] | None = None,
-                 default_variables: dict | None = None):
+                 binary: str = "", lock_timeout: float = 60, timeout: float = 3000,
+                 env: dict[str, str] | None = None, default_variables: dict | None = None):
         self.module_dir = Path(module_dir)
         self.workdir = Path(workdir)
         self._binary = binary
         self.default_variables = dict(default_variables or {})
-        self.lock = lock
-        self.lock_ttl = lock_ttl
-        self.lock_wait = lock_wait
+        self.lock_timeout = lock_timeout
         self.timeout = timeout
         self.env = dict(env or {})
 
@@ -142,8 +149,9 @@ class TerraformCliDriver:
     def tenant_dir(self, spec: TenantSpec) -> Path:
         return self.workdir / self.workspace(spec)
 
-    def lock_key(self, spec: TenantSpec) -> str:
-        return f"matih:terraform-apply:{self.workspace(spec)}"
+    def state_file(self, spec: TenantSpec) -> Path:
+        """The workspace's local state (the local backend keeps non-default workspaces under terraform.tfstate.d)."""
+        return self.tenant_dir(spec) / "terraform.tfstate.d" / self.workspace(spec) / "terraform.tfstate"
 
     def tfvars(self, spec: TenantSpec, variables: dict) -> dict:
         """The module's declared variables: the driver's defaults, the spec's, then the caller's."""
@@ -170,40 +178,63 @@ class TerraformCliDriver:
 
     def apply(self, spec: TenantSpec, variables: dict) -> dict:
         files = self.files(spec, variables)
-        with self._locked(spec):
-            directory = self._prepare(spec, files)
-            self._run(directory, ["init", "-input=false", "-no-color"], "init")
-            self._select_workspace(spec, directory)
-            self._run(directory, ["plan", "-input=false", "-no-color", "-out=tfplan",
-                                  f"-lock-timeout={int(self.lock_wait)}s"], "plan")
-            self._run(directory, ["apply", "-input=false", "-no-color", "-auto-approve",
-                                  f"-lock-timeout={int(self.lock_wait)}s", "tfplan"], "apply")
-            outputs = self._outputs(directory)
+        directory = self._prepare(spec, files)
+        self._run(directory, ["init", "-input=false", "-no-color"], "init")
+        self._select_workspace(spec, directory)
+        self._run(directory, ["plan", "-input=false", "-no-color", "-out=tfplan", self._lock_flag()], "plan")
+        self._run(directory, ["apply", "-input=false", "-no-color", "-auto-approve", self._lock_flag(), "tfplan"],
+                  "apply")
+        outputs = self._outputs(directory)
         logger.info("terraform applied workspace %s", self.workspace(spec))
-        return outputs
+        resources = [inventory.resource("TerraformWorkspace", self.workspace(spec), str(directory))]
+        if outputs.get("cluster_name"):
+            resources.append(inventory.resource("AksCluster", outputs["cluster_name"], spec.region))
+        return {**outputs, "resources": resources}
 
     def destroy(self, spec: TenantSpec, variables: dict) -> None:
+        """`terraform destroy` in the tenant's workspace, then the workspace and its directory removed.
+
+        1. No working directory: never applied here (or already destroyed): done.
+        2. The workspace exists: destroy what its state manages (Terraform's state lock held).
+        3. Select `default`, delete the tenant's workspace, remove the directory; a
+           rerun after a crash between 2 and 3 finds an empty state and finishes.
+        """
         directory = self.tenant_dir(spec)
         if not directory.exists():
-            return  # never applied here: nothing to destroy
+            return
         files = self.files(spec, variables)
-        with self._locked(spec):
-            self._prepare(spec, files)
-            self._run(directory, ["init", "-input=false", "-no-color"], "init")
-            self._select_workspace(spec, directory)
-            self._run(directory, ["destroy", "-input=false", "-no-color", "-auto-approve",
-                                  f"-lock-timeout={int(self.lock_wait)}s"], "destroy")
-            shutil.rmtree(directory, ignore_errors=True)
+        self._prepare(spec, files)
+        self._run(directory, ["init", "-input=false", "-no-color"], "init")
+        if self.workspace(spec) in self._workspaces(directory):
+            self._run(directory, ["workspace", "select", "-no-color", self.workspace(spec)], "workspace select")
+            self._run(directory, ["destroy", "-input=false", "-no-color", "-auto-approve", self._lock_flag()],
+                      "destroy")
+            self._run(directory, ["workspace", "select", "-no-color", "default"], "workspace select")
+            self._run(directory, ["workspace", "delete", "-no-color", self._lock_flag(), self.workspace(spec)],
+                      "workspace delete")
+        shutil.rmtree(directory, ignore_errors=True)
         logger.info("terraform destroyed workspace %s", self.workspace(spec))
+
+    def leftovers(self, spec: TenantSpec) -> list[dict]:
+        """The working directory if it is still on disk, and a state that still manages resources or outputs."""
+        directory = self.tenant_dir(spec)
+        found = []
+        if directory.exists():
+            found.append(inventory.resource("TerraformWorkspace", self.workspace(spec), str(directory)))
+        state = self.state_file(spec)
+        if state.exists():
+            try:
+                content = json.loads(state.read_text() or "{}")
+            except ValueError:
+                content = {"unreadable": True}  # a state we cannot read is not proof of an empty one
+            if content.get("resources") or content.get("outputs") or content.get("unreadable"):
+                found.append(inventory.resource("TerraformState", self.workspace(spec), str(directory)))
+        return found
 
     # --- steps ---------------------------------------------------------------------------------
 
-    def _locked(self, spec: TenantSpec):
-        if self.lock is None:
-            from contextlib import nullcontext
-
-            return nullcontext()
-        return self.lock.held(self.lock_key(spec), ttl_seconds=self.lock_ttl, wait=self.lock_wait)
+    def _lock_flag(self) -> str:
+        return f"-lock-timeout={int(self.lock_timeout)}s"
 
     def _prepare(self, spec: TenantSpec, files: dict[str, str]) -> Path:
         directory = self.tenant_dir(spec)
@@ -217,11 +248,13 @@ class TerraformCliDriver:
         self._run(directory, ["fmt", "-no-color", TFVARS], "fmt")
         return directory
 
+    def _workspaces(self, directory: Path) -> set[str]:
+        listed = self._run(directory, ["workspace", "list", "-no-color"], "workspace list")
+        return {line.strip(" *") for line in listed.splitlines() if line.strip()}
+
     def _select_workspace(self, spec: TenantSpec, directory: Path) -> None:
         name = self.workspace(spec)
-        listed = self._run(directory, ["workspace", "list", "-no-color"], "workspace list")
-        existing = {line.strip(" *") for line in listed.splitlines() if line.strip()}
-        if name in existing:
+        if name in self._workspaces(directory):
             self._run(directory, ["workspace", "select", "-no-color", name], "workspace select")
         else:
             self._run(directory, ["workspace", "new", "-no-color", name], "workspace new")

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from deploy.interfaces import ClusterRef, TenantSpec
+from tests.drivers.fake_kube import FakeKubeApi
 
 # REFERENCE.md: ResourceQuota per tier (ENTERPRISE: PROFESSIONAL doubled) and the LimitRange.
 QUOTAS = {
@@ -56,3 +57,29 @@ def lock_key(redis_url):
     key = f"matih-test:lock:{uuid.uuid4().hex}"
     yield key
     redis.Redis.from_url(redis_url).delete(key)
+
+
+@pytest.fixture
+def api():
+    """The fake Kubernetes API server (strict schema validation of every body)."""
+    server = FakeKubeApi().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def driver(api):
+    """The real Kubernetes driver on the fake API server, as the shared cluster `shared-1`."""
+    from deploy.kubernetes import KubernetesClusterDriver
+
+    driver = KubernetesClusterDriver(ClusterRef("shared-1", api.url), request_timeout=2)
+    yield driver
+    driver.close()
+
+
+def provision(driver, spec) -> None:
+    """What the provisioning steps make with the Kubernetes driver."""
+    driver.ensure_namespace(spec)
+    driver.ensure_quotas(spec)
+    driver.ensure_network_policies(spec)
+    driver.ensure_ingress(spec)

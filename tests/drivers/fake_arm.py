@@ -36,7 +36,7 @@ RECORD_KEYS = {"A": ("ARecords", {"ipv4Address"}), "NS": ("NSRecords", {"nsdname
                "TXT": ("TXTRecords", {"value"}), "SOA": ("SOARecord", None)}
 ZONE_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/dnsZones/"
-    r"(?P<zone>[^/?]+)(?:/(?P<type>A|NS|TXT|SOA|CNAME|AAAA)/(?P<name>[^/?]+))?$", re.IGNORECASE)
+    r"(?P<zone>[^/?]+)(?:/(?P<type>A|NS|TXT|SOA|CNAME|AAAA)(?:/(?P<name>[^/?]+))?)?$", re.IGNORECASE)
 OPERATION_PATH = re.compile(r"^/operationResults/(?P<op>[^/?]+)$")
 
 
@@ -262,6 +262,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, _error("ParentResourceNotFound",
                                           f"Can not perform requested operation on nested resource. Parent resource "
                                           f"'{zone}' not found."))
+        if name is None:
+            if method != "GET":
+                return self._send(405, _error("MethodNotAllowed", method))
+            # The list of a zone's record sets of one type (one page: no nextLink).
+            listed = [copy.deepcopy(rs) for (z, t, _), rs in sorted(server.record_sets.items())
+                      if z == zone and t == rtype]
+            return self._send(200, {"value": listed})
         key = (zone, rtype, name)
         live = server.record_sets.get(key)
         if method == "GET":

@@ -176,6 +176,7 @@ class FakeKubeApi(ThreadingHTTPServer):
         self.applied: list[tuple[str, str, str]] = []  # server-side applies, in order
         self.lock = threading.Lock()
         self._versions = itertools.count(1)
+        self._next_ip = 10
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def handle_error(self, request, client_address) -> None:
@@ -250,6 +251,16 @@ class FakeKubeApi(ThreadingHTTPServer):
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
+        if obj["kind"] == "Service":
+            # What the API server defaults and allocates for a ClusterIP Service.
+            service = obj.setdefault("spec", {})
+            if service.get("type", "ClusterIP") == "ClusterIP" and "clusterIP" not in service:
+                service["clusterIP"] = f"10.96.{self._next_ip // 256}.{self._next_ip % 256}"
+                self._next_ip += 1
+            service.setdefault("type", "ClusterIP")
+            service.setdefault("clusterIPs", [service["clusterIP"]] if service.get("clusterIP") else [])
+            service.setdefault("sessionAffinity", "None")
+            service.setdefault("internalTrafficPolicy", "Cluster")
         if obj["kind"] == "Secret" and "stringData" in obj:
             import base64
             data = obj.setdefault("data", {})
@@ -259,7 +270,11 @@ class FakeKubeApi(ThreadingHTTPServer):
 
 
 def parse_path(path: str) -> tuple[str, str, str, str] | None:
-    """-> (api_version, namespace, plural, name) for /api/v1/... and /apis/{g}/{v}/..."""
+    """-> (api_version, namespace, plural, name) for /api/v1/... and /apis/{g}/{v}/...
+
+    A subresource path (.../deployments/x/scale, .../status) is None: this server
+    does not serve them, and must not answer one as if it were the object.
+    """
     parts = [p for p in path.split("?")[0].split("/") if p]
     if parts[:2] == ["api", "v1"]:
         api_version, rest = "v1", parts[2:]
@@ -270,7 +285,7 @@ def parse_path(path: str) -> tuple[str, str, str, str] | None:
     namespace = ""
     if len(rest) >= 3 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
-    if not rest or rest[0] not in RESOURCES or RESOURCES[rest[0]][2] != api_version:
+    if not rest or rest[0] not in RESOURCES or RESOURCES[rest[0]][2] != api_version or len(rest) > 2:
         return None
     return api_version, namespace, rest[0], rest[1] if len(rest) > 1 else ""
 
@@ -360,7 +375,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._apply(api_version, kind, plural, namespace, name, body)
             if method == "GET" and not name:
                 selector = params.get("labelSelector", "")
-                items = [copy.deepcopy(o) for (p, ns, _), o in server.objects.items()
+                # As kube-apiserver sends a list: the items without their kind and apiVersion.
+                items = [{k: copy.deepcopy(v) for k, v in o.items() if k not in ("kind", "apiVersion")}
+                         for (p, ns, _), o in sorted(server.objects.items())
                          if p == plural and ns == namespace and matches_selector(o, selector)]
                 return self._send(200, {"kind": f"{kind}List", "apiVersion": api_version,
                                         "metadata": {"resourceVersion": "1"}, "items": items})

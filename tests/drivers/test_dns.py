@@ -196,3 +196,72 @@ def test_unreachable_arm_endpoint_is_transient(spec, tmp_path):
                          base_url=f"https://127.0.0.1:{port}")
     with pytest.raises(TransientInfraError):
         dns.ensure_zone(spec, IP)
+
+
+# --- the tenant's life after provisioning -------------------------------------------------------
+
+NEW_IP = "20.62.1.99"
+
+
+def test_ensure_zone_reports_the_zone_its_records_and_the_delegation(dns, spec):
+    assert dns.ensure_zone(spec, IP)["resources"] == [
+        {"kind": "DnsZone", "name": "acme.matih.ai", "location": "matih.ai"},
+        {"kind": "DnsRecord", "name": "A/@", "location": "acme.matih.ai"},
+        {"kind": "DnsRecord", "name": "A/*", "location": "acme.matih.ai"},
+        {"kind": "DnsRecord", "name": "A/api", "location": "acme.matih.ai"},
+        {"kind": "DnsRecord", "name": "A/bi", "location": "acme.matih.ai"},
+        {"kind": "DnsDelegation", "name": "NS/acme", "location": "matih.ai"},
+    ]
+
+
+def test_a_new_ingress_ip_repoints_every_a_record_and_keeps_the_zone(dns, arm, spec):
+    dns.ensure_zone(spec, IP)
+    zone_etag = arm.zones["acme.matih.ai"]["etag"]
+    delegation = arm.records("matih.ai")[("NS", "acme")]["NSRecords"]
+
+    result = dns.ensure_zone(spec, NEW_IP)  # the ENTERPRISE cut-over
+
+    assert result["ingressIp"] == NEW_IP
+    assert arm.zones["acme.matih.ai"]["etag"] == zone_etag  # the zone was not recreated
+    assert arm.records("matih.ai")[("NS", "acme")]["NSRecords"] == delegation
+    assert dns.zone_state(spec) == {"zone": True, "delegation": True,
+                                    "a": {label: [NEW_IP] for label in ("@", "*", "api", "bi")}}
+
+
+def test_zone_state_reads_what_azure_holds(dns, arm, spec):
+    assert dns.zone_state(spec) == {"zone": False, "delegation": False, "a": {}}
+    dns.ensure_zone(spec, IP)
+    arm.put_record_set(SUB, RG, "acme.matih.ai", "A", "legacy", {"TTL": 60, "ARecords": [{"ipv4Address": "1.2.3.4"}]})
+
+    state = dns.zone_state(spec)
+
+    assert state["a"]["legacy"] == ["1.2.3.4"]  # a record set made by hand shows too
+    assert state["a"]["api"] == [IP]
+
+
+def test_deleting_the_zone_leaves_no_record_delegation_or_zone(dns, arm, spec):
+    dns.ensure_zone(spec, IP)
+
+    dns.delete_zone(spec)
+
+    assert dns.zone_state(spec) == {"zone": False, "delegation": False, "a": {}}
+    assert dns.leftovers(spec) == []
+    assert [key for key in arm.record_sets if key[0] == "acme.matih.ai" or key == ("matih.ai", "NS", "acme")] == []
+
+
+def test_the_leftover_scan_finds_a_planted_zone_and_delegation(dns, arm, spec):
+    # Nothing was ever recorded: someone made the zone and the delegation by hand.
+    arm.add_zone(SUB, RG, "acme.matih.ai")
+    arm.put_record_set(SUB, RG, "matih.ai", "NS", "acme", {"TTL": 300, "NSRecords": [{"nsdname": "ns1.example."}]})
+
+    assert dns.leftovers(spec) == [{"kind": "DnsZone", "name": "acme.matih.ai", "location": "matih.ai"},
+                                   {"kind": "DnsDelegation", "name": "NS/acme", "location": "matih.ai"}]
+
+    dns.delete_zone(spec)
+    assert dns.leftovers(spec) == []
+
+
+def test_a_delegation_left_without_its_zone_is_a_leftover(dns, arm, spec):
+    dns.ensure_zone(spec, IP)
+    arm.zones.pop("acme.matih.ai")  # the zone went, the parent still points at it
+    assert dns.leftovers(spec) == [{"kind": "DnsDelegation", "name": "NS/acme", "location": "matih.ai"}]

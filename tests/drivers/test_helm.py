@@ -203,6 +203,9 @@ if failure:
 if args[0] == "upgrade":
     print(json.dumps({{"name": args[1], "version": 3, "info": {{"status": "deployed"}},
                       "chart": {{"metadata": {{"version": "0.1.0"}}}}}}))
+if args[0] == "list":
+    print(json.dumps([{{"name": "acme-core", "namespace": "tenant-acme", "revision": "3", "status": "deployed"}},
+                      {{"name": "acme-monitoring", "namespace": "tenant-acme", "revision": "1", "status": "failed"}}]))
 """
 
 
@@ -230,7 +233,8 @@ def test_cli_mode_runs_upgrade_install_with_the_tenant_values(stand_in_helm, tmp
     driver.uninstall(spec, "core")
 
     assert result == {"release": "core", "namespace": "tenant-acme", "chart": "core-services",
-                      "revision": 3, "status": "deployed", "chartVersion": "0.1.0"}
+                      "revision": 3, "status": "deployed", "chartVersion": "0.1.0",
+                      "resources": [{"kind": "HelmRelease", "name": "tenant-acme/core", "location": "aks-acme"}]}
     install, uninstall = calls()
     args = install["args"]
     assert args[:4] == ["upgrade", "core", driver.chart_path("core-services").as_posix(), "--install"]
@@ -266,12 +270,9 @@ def test_cli_mode_without_a_binary_is_permanent(tmp_path):
 # --- releases through Helm's engine against the fake API server ---------------------------
 
 @pytest.fixture
-def cluster():
-    from tests.drivers.fake_kube import FakeKubeApi
-
-    server = FakeKubeApi().start()
-    yield server
-    server.stop()
+def cluster(api):
+    """The fake API server (conftest's), named for what Helm sees: the cluster."""
+    return api
 
 
 @pytest.fixture
@@ -342,3 +343,59 @@ def test_a_first_install_that_failed_is_replaced_on_retry(on_cluster, cluster):
     retried = on_cluster.install(spec, "acme-core", "core-services", {})
     assert (retried["status"], retried["revision"]) == ("deployed", 1)
     assert cluster.get("deployments", "tenant-acme", "core-web") is not None
+
+
+def test_cli_mode_lists_the_releases_of_the_namespace_in_every_state(stand_in_helm):
+    binary, calls = stand_in_helm
+    driver = HelmReleaseDriver(mode="cli", helm_bin=binary, default_cluster=ClusterRef("shared-1"))
+
+    assert driver.releases(make_spec()) == ["acme-core", "acme-monitoring"]
+    assert driver.leftovers(make_spec())[0] == {"kind": "HelmRelease", "name": "tenant-acme/acme-core",
+                                                "location": "shared-1"}
+    args = calls()[0]["args"]
+    assert args[:2] == ["list", "--namespace"] and "--all" in args and args[args.index("--output") + 1] == "json"
+
+
+def stored_release(cluster, release: str, revision: int) -> dict:
+    """The release record Helm keeps in a Secret: base64 (the API) of base64 of gzipped JSON (Helm's storage)."""
+    import base64
+    import gzip
+
+    secret = cluster.get("secrets", "tenant-acme", f"sh.helm.release.v1.{release}.v{revision}")
+    return json.loads(gzip.decompress(base64.b64decode(base64.b64decode(secret["data"]["release"]))))
+
+
+def test_installing_with_new_values_upgrades_the_release(on_cluster, cluster):
+    spec = make_spec("PROFESSIONAL")
+    first = on_cluster.install(spec, "acme-data", "data-services", {"custom": {"tiers": {"PROFESSIONAL": {
+        "queryReplicas": 2}}}})
+
+    second = on_cluster.install(spec, "acme-data", "data-services", {"custom": {"tiers": {"PROFESSIONAL": {
+        "queryReplicas": 4}}}})
+
+    assert (first["revision"], second["revision"]) == (1, 2)
+    assert second["resources"] == [{"kind": "HelmRelease", "name": "tenant-acme/acme-data", "location": "shared-1"}]
+    assert cluster.get("deployments", "tenant-acme", "data-query")["spec"]["replicas"] == 4
+    assert stored_release(cluster, "acme-data", 1)["config"]["tiers"]["PROFESSIONAL"]["queryReplicas"] == 2
+    assert stored_release(cluster, "acme-data", 2)["config"]["tiers"]["PROFESSIONAL"]["queryReplicas"] == 4
+    assert stored_release(cluster, "acme-data", 2)["info"]["status"] == "deployed"
+    assert on_cluster.releases(spec) == ["acme-data"]  # one release, two revisions
+
+
+def test_releases_and_the_leftover_scan_read_the_cluster(on_cluster, cluster):
+    spec = make_spec("PROFESSIONAL")
+    on_cluster.install(spec, "acme-core", "core-services", {})
+    on_cluster.install(spec, "acme-monitoring", "monitoring", {})
+    # Planted: a release someone installed by hand in the tenant's namespace.
+    HelmReleaseDriver(default_cluster=ClusterRef("shared-1", cluster.url), wait=False).install(
+        spec, "hand-made", "ingress-controller", {})
+
+    assert on_cluster.releases(spec) == ["acme-core", "acme-monitoring", "hand-made"]
+    on_cluster.uninstall(spec, "acme-core")
+    on_cluster.uninstall(spec, "acme-monitoring")
+    assert on_cluster.leftovers(spec) == [{"kind": "HelmRelease", "name": "tenant-acme/hand-made",
+                                           "location": "shared-1"}]
+
+    on_cluster.uninstall(spec, "hand-made")
+    assert on_cluster.leftovers(spec) == []
+    assert on_cluster.releases(make_spec(slug="nobody")) == []  # a namespace that does not exist: none

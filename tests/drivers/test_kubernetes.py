@@ -15,31 +15,10 @@ import pytest
 from deploy.errors import PermanentInfraError, TransientInfraError
 from deploy.interfaces import ClusterRef
 from deploy.kubernetes import KubernetesClusterDriver
-from tests.drivers.conftest import QUOTAS, TIERS, make_spec
+from tests.drivers.conftest import QUOTAS, TIERS, make_spec, provision
 from tests.drivers.fake_kube import KUBE_VERSION, FakeKubeApi, Fault
 
 NS = "tenant-acme"
-
-
-@pytest.fixture
-def api():
-    server = FakeKubeApi().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def driver(api):
-    driver = KubernetesClusterDriver(ClusterRef("shared-1", api.url), request_timeout=2)
-    yield driver
-    driver.close()
-
-
-def provision(driver, spec) -> None:
-    driver.ensure_namespace(spec)
-    driver.ensure_quotas(spec)
-    driver.ensure_network_policies(spec)
-    driver.ensure_ingress(spec)
 
 
 # --- what gets created ---------------------------------------------------------------

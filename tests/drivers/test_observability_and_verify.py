@@ -14,16 +14,8 @@ from deploy.kubernetes import KubernetesClusterDriver
 from deploy.observability import ConfigMapPipelines
 from deploy.verify import HttpsVerifier
 from tests.drivers.fake_arm import self_signed_certificate
-from tests.drivers.fake_kube import FakeKubeApi
 
 NS = "tenant-acme"
-
-
-@pytest.fixture
-def api():
-    server = FakeKubeApi().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -51,6 +43,9 @@ def test_pipelines_are_configmaps_the_collectors_pick_up(kube, api, spec):
                                               "headers": {"x-matih-tenant": spec.tenant_id}}
     assert {"key": "matih.tenant", "value": "acme", "action": "upsert"} in collector["processors"]["resource"]["attributes"]
     assert set(collector["service"]["pipelines"]) == {"traces", "metrics"}
+    assert result["resources"] == [
+        {"kind": "LogPipeline", "name": "tenant-acme/tenant-log-pipeline", "location": "shared-1"},
+        {"kind": "TracePipeline", "name": "tenant-acme/tenant-trace-pipeline", "location": "shared-1"}]
 
 
 def test_pipelines_are_idempotent_and_compensated(kube, api, spec):

