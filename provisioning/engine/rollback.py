@@ -148,7 +148,7 @@ def _compensate_step(job: ProvisioningJob, plan: Plan, step_run: StepRun) -> str
         _publish_on_commit(job, result)
     attempts = step_run.compensation_attempts + 1
     ctx = StepContext(job_id=str(job.id), tenant=job.tenant, tenant_settings=_settings_of(job.tenant),
-                      job_context=job.context, backend=backend_for(simulate=job.context.get("simulate")),
+                      job_context=job.context, backend=backend_for(simulate=job.context.get("simulate"), tenant_id=job.tenant_id),
                       plan=plan)
     heartbeat.hold(step_run.id, job.id)
     try:

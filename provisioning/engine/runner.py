@@ -321,7 +321,7 @@ def run_step(phase: Phase, name: str, context: dict) -> StepOutcome:
     if claim is None:
         return StepOutcome(name=name, status="held", job_status=job_status)
     step = phase.plan.step(name)
-    backend = backend_for(simulate=context.get("simulate"))
+    backend = backend_for(simulate=context.get("simulate"), tenant_id=phase.tenant.id)
     ctx = StepContext(job_id=phase.job_id, tenant=phase.tenant, tenant_settings=phase.tenant_settings,
                       job_context=context, backend=backend, attempt=claim.attempts, plan=phase.plan)
     heartbeat.hold(claim.step_id, phase.job_id)

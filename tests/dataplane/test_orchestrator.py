@@ -137,8 +137,9 @@ def test_cancel_while_running_undoes_everything(dataplane, operator_client):
 
 
 EXPECTED_PROFESSIONAL_RESOURCES = {
-    "Namespace": 1, "ServiceAccount": 1, "RoleBinding": 1, "ResourceQuota": 1, "LimitRange": 1,
-    "NetworkPolicy": 4, "DatabaseRole": 1, "DatabaseSchema": 1, "Secret": 1, "HelmRelease": 4,
+    "Namespace": 1, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "ResourceQuota": 1, "LimitRange": 1,
+    "NetworkPolicy": 5, "DatabaseRole": 1, "DatabaseSchema": 1, "Secret": 1, "HelmRelease": 4,
+    "Deployment": 5, "StatefulSet": 1,
     "DnsZone": 1, "DnsDelegation": 1, "DnsRecord": 4, "Ingress": 1, "LogPipeline": 1, "TracePipeline": 1,
 }
 
