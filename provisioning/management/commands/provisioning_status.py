@@ -16,10 +16,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.progress_bar import ProgressBar
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 
 from provisioning.models import TERMINAL_JOB_STATUSES
@@ -90,24 +91,47 @@ def plain_line(slug: str, status: dict) -> str:
     return f"{line} | {more}" if more else line
 
 
+class StatusBar:
+    """The bar's line, cut to the width it is drawn in, most telling first: the job status and
+    the percent whole, then the phase, then the slug; the bar takes what is left (10 to 40)."""
+
+    BAR_MIN, BAR_MAX = 10, 40
+
+    def __init__(self, slug: str, status: dict):
+        self.slug, self.status = slug, status
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        status = self.status
+        label, phase = _job_label(status), status["currentPhase"] or "-"
+        percent = f"{status['progress']}%"
+        left = options.max_width - 4 - cell_len(label) - 4  # four gaps between five cells; "100%"
+        phase_width = min(cell_len(phase), max(0, left - self.BAR_MIN))
+        left -= phase_width
+        slug_width = min(cell_len(self.slug), max(0, left - self.BAR_MIN))
+        left -= slug_width
+        bar_width = max(1, min(left, self.BAR_MAX))
+        cells = [
+            (slug_width, "left", self.slug),
+            (cell_len(label), "left", Text(label, style=STATUS_STYLE.get(status["jobStatus"] or "", ""))),
+            (bar_width, "left", ProgressBar(total=100, completed=status["progress"], width=bar_width)),
+            (4, "right", percent),
+            (phase_width, "left", phase),
+        ]
+        cells = [cell for cell in cells if cell[0] > 0]  # no room for the slug or the phase: left out
+        line = Table.grid(padding=(0, 1))
+        for width, justify, _ in cells:
+            line.add_column(width=width, no_wrap=True, overflow="ellipsis", justify=justify)
+        line.add_row(*(content for _, _, content in cells))
+        yield line
+
+
 def view(slug: str, status: dict, now: datetime | None = None) -> RenderableType:
-    """The bar and its detail line; every cell is cut to the terminal's width, never wrapped."""
-    job = status["jobStatus"]
-    style = STATUS_STYLE.get(job or "", "")
-    head = Table.grid(
-        Column(no_wrap=True, overflow="ellipsis"),                  # slug
-        Column(no_wrap=True, overflow="ellipsis", style=style),     # kind, job status
-        Column(ratio=1, min_width=10),                              # the bar takes what is left
-        Column(no_wrap=True, justify="right", min_width=4),         # percent
-        Column(no_wrap=True, overflow="ellipsis"),                  # phase
-        padding=(0, 1), expand=True,
-    )
-    head.add_row(slug, _job_label(status), ProgressBar(total=100, completed=status["progress"]),
-                 f"{status['progress']}%", status["currentPhase"] or "-")
+    """The bar and, below it, what the job is doing; each line cut to the width, never wrapped."""
     more = detail(status, now)
     if not more:
-        return head
-    return Group(head, Text(f"  {more}", no_wrap=True, overflow="ellipsis", style="dim" if job == "PENDING" else ""))
+        return StatusBar(slug, status)
+    style = "dim" if status["jobStatus"] == "PENDING" else ""
+    return Group(StatusBar(slug, status), Text(f"  {more}", no_wrap=True, overflow="ellipsis", style=style))
 
 
 def final_line(tenant: Tenant, status: dict) -> str:
