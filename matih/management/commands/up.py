@@ -128,6 +128,13 @@ class Command(BaseCommand):
                             default=int(os.environ.get("MATIH_WORKER_CONCURRENCY", "4")))
 
     def handle(self, *args, host: str, port: int, web_workers: int, worker_concurrency: int, **options):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise CommandError(f"Cannot serve on {host}:{port} ({exc.strerror}): something else listens "
+                                   f"there. Set MATIH_PORT (or --port) to a free port.") from None
         signal.signal(signal.SIGINT, _raise_stop)
         signal.signal(signal.SIGTERM, _raise_stop)
         children: dict[str, Child] = {}
