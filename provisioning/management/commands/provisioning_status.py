@@ -54,9 +54,12 @@ def _step_names(status: dict, step_status: str) -> list[str]:
 
 
 def detail(status: dict, now: datetime | None = None) -> str:
-    """What the job is doing now, in a line: steps and ETA, the retry, or what is being undone."""
+    """What the job is doing now, in a line: steps and ETA, the retry, or what is being undone.
+    Nothing once the job has ended: the final line says how."""
     job = status["jobStatus"]
     error = status["errorMessage"] or ""
+    if job is None or job in TERMINAL_JOB_STATUSES:
+        return ""
     if job == "PENDING":
         return "waiting for a worker"
     if job == "RUNNING":
@@ -75,7 +78,7 @@ def detail(status: dict, now: datetime | None = None) -> str:
             doing = "undoing"
         undone = len(_step_names(status, "COMPENSATED"))
         return f"{doing} ({undone} undone)" + (f"; {error}" if error else "")
-    return error
+    return ""
 
 
 def _job_label(status: dict) -> str:
