@@ -110,6 +110,17 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+def _refuse_a_busy_port(host: str, port: int) -> None:
+    """Fail before anything starts, with what to do, rather than after gunicorn's retries."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"Cannot serve on {host}:{port} ({exc.strerror}): something else listens "
+                               f"there. Set MATIH_PORT (or --port) to a free port.") from None
+
+
 def shown(path: Path) -> str:
     """A path as a user in the project's folder would type it."""
     absolute, here = os.path.abspath(path), os.getcwd()  # symlinks kept: .venv may be one
@@ -128,18 +139,12 @@ class Command(BaseCommand):
                             default=int(os.environ.get("MATIH_WORKER_CONCURRENCY", "4")))
 
     def handle(self, *args, host: str, port: int, web_workers: int, worker_concurrency: int, **options):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise CommandError(f"Cannot serve on {host}:{port} ({exc.strerror}): something else listens "
-                                   f"there. Set MATIH_PORT (or --port) to a free port.") from None
         signal.signal(signal.SIGINT, _raise_stop)
         signal.signal(signal.SIGTERM, _raise_stop)
         children: dict[str, Child] = {}
         logs = embedded.home() / "logs"
         try:
+            _refuse_a_busy_port(host, port)
             call_command("migrate", interactive=False, verbosity=0)
             call_command("collectstatic", interactive=False, verbosity=0)
             login = demo_login(embedded.home() / "demo-login.json")
@@ -213,9 +218,11 @@ class Command(BaseCommand):
             child.stop(grace=10)
         connections.close_all()
         stopped = embedded.stop_started_here()
-        if children or stopped:
-            engines = f", and the embedded {' and '.join(stopped)}" if stopped else ""
-            self.stdout.write(f"Stopped: {', '.join(children) or 'nothing running'}{engines}.")
+        parts = [", ".join(children)] if children else []
+        if stopped:
+            parts.append(f"the embedded {' and '.join(stopped)}")
+        if parts:
+            self.stdout.write(f"Stopped: {', and '.join(parts)}.")
             self.stdout.flush()
 
     # --- the banner ------------------------------------------------------------------------------
@@ -266,5 +273,5 @@ Register a tenant, then watch it:
 
     @staticmethod
     def _what_ctrl_c_stops(started: dict[str, int]) -> str:
-        engines = f", then the embedded {' and '.join(started)} it started" if started else ""
+        engines = f", then the embedded {' and '.join(started)} this run started" if started else ""
         return f"Ctrl-C stops the web server, the worker and beat{engines}."
