@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -75,9 +76,13 @@ class Up(Child):
                    MATIH_WORKER_CONCURRENCY="1", MATIH_SIM_TIME_SCALE="0.001", PYTHONUNBUFFERED="1")
         super().__init__("manage.py up", [sys.executable, "manage.py", "up"], cwd=ROOT, env=env,
                          log_path=home / f"up-{self.port}.out")
+        self.banner = ""
+
+    def wait_for_banner(self) -> "Up":
         self.wait_for_log(BANNER_END, timeout=240)
         time.sleep(0.5)  # the banner's last line is written with the rest in one write; let it land
         self.banner = self.output()
+        return self
 
     def output(self) -> str:
         return self.log_text()
@@ -102,10 +107,10 @@ def run(home):
     """Start `manage.py up`; whatever a test leaves running is stopped after it."""
     started = []
 
-    def start() -> Up:
+    def start(*, banner: bool = True) -> Up:
         up = Up(home)
         started.append(up)
-        return up
+        return up.wait_for_banner() if banner else up
 
     yield start
     for up in started:
@@ -163,6 +168,20 @@ def test_ctrl_c_stops_every_process_of_the_run_and_the_engines_it_started(run, h
     assert up.output().rstrip().endswith("Stopped: web, worker, beat, and the embedded PostgreSQL and Redis.")
 
 
+def test_ctrl_c_while_starting_stops_what_had_started(run, home):
+    stop_engines(home)
+    up = run(banner=False)
+    up.wait_for_log("Starting the web server", timeout=240)
+    time.sleep(1)  # the children are starting; none is ready yet
+    pids = up.pids() + list(engine_pids(home).values())
+    assert len(pids) >= 6, pids  # up, the three children, PostgreSQL and Redis at least
+
+    assert up.interrupt() == 0
+    assert [pid for pid in pids if pid_alive(pid)] == []
+    assert BANNER_END not in up.output()
+    assert up.output().rstrip().endswith("Stopped: web, worker, beat, and the embedded PostgreSQL and Redis.")
+
+
 def test_engines_already_running_are_left_running(run, home):
     start_engines(home)
     engines = engine_pids(home)
@@ -203,3 +222,15 @@ def test_the_demo_login_is_the_same_on_every_run(run, home):
         keys = conn.execute("SELECT k.name, k.revoked_at FROM iam_apikey k JOIN iam_user u ON u.id = k.user_id "
                             "WHERE u.email = 'operator@matih.local'").fetchall()
     assert keys == [("make run", None)]
+
+
+def test_a_busy_port_is_refused_before_anything_starts():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"Cannot serve on 127.0.0.1:{port}" in done.stderr and "Set MATIH_PORT" in done.stderr
+    assert "Starting the web server" not in done.stdout

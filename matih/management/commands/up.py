@@ -48,8 +48,9 @@ READY_TIMEOUT = 120.0  # seconds for each child to be ready (a cold start on a b
 CHILDREN = ("web", "worker", "beat")
 
 
-class Stop(Exception):
-    """SIGINT or SIGTERM arrived: stop everything this run started."""
+class Stop(BaseException):
+    """SIGINT or SIGTERM arrived: stop everything this run started. Like KeyboardInterrupt, not an
+    Exception: no `except Exception` on the way (a readiness poll's) may swallow it."""
 
 
 def _raise_stop(signum, frame):
