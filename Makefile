@@ -14,7 +14,9 @@ install: $(BIN)/python
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
-# Web, a worker and beat on the embedded PostgreSQL and Redis (or DATABASE_URL/REDIS_URL).
+# Web, a worker and beat on the embedded PostgreSQL and Redis (or DATABASE_URL/REDIS_URL); the banner
+# (URLs, demo login and key, a curl) is printed last, the logs go to .matih/logs/; Ctrl-C stops
+# everything this run started, the embedded engines included.
 run: install
 	$(BIN)/python manage.py up
 

@@ -26,10 +26,37 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc here: kill(0) said it exists
+    return state != "Z"
+
+
 def children_of(pid: int) -> list[int]:
     """The direct children of a process (e.g. the prefork pool of a Celery worker)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(child) for child in out.split()]
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Every process below this one (children, their children, ...)."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 class ChildExited(RuntimeError):
