@@ -200,6 +200,10 @@ if MATIH_WORKER_SYNCHRONOUS_COMMIT not in ("off", "on", "local", "remote_write",
 # Steps of one phase that run side by side, per worker process (they wait on cloud APIs).
 MATIH_PHASE_THREADS = env_int("MATIH_PHASE_THREADS", 8)
 MATIH_OPEN_SIGNUP = env_bool("MATIH_OPEN_SIGNUP", False)
+# Seconds between a tenant's deletion and its deprovisioning (restore is possible until then).
+MATIH_DELETION_GRACE = env_int("MATIH_DELETION_GRACE", 7 * 24 * 3600)
+# Where a deprovisioning leaves the tenant's data export (pg_dump, with its sha256 in the job).
+MATIH_EXPORT_DIR = os.environ.get("MATIH_EXPORT_DIR", str(BASE_DIR / ".matih" / "exports"))
 MATIH_SIGNUP_RATE = os.environ.get("MATIH_SIGNUP_RATE", "20/hour")
 MATIH_REGIONS = env_list("MATIH_REGIONS", "eastus,eastus2,westus2,westeurope,northeurope,southeastasia")
 MATIH_DNS_PARENT_ZONE = os.environ.get("MATIH_DNS_PARENT_ZONE", "matih.ai")

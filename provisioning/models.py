@@ -197,3 +197,38 @@ class WebhookDelivery(models.Model):
     class Meta:
         indexes = [models.Index(fields=["next_attempt_at"], name="webhook_due",
                                 condition=Q(status__in=["PENDING", "RETRYING"]))]
+
+
+class TenantResource(models.Model):
+    """The inventory: one resource a step made for a tenant, and whether it still exists.
+
+    Recorded in the statement that commits the step's success (a step's outputs say what it
+    created or found under "resources", what it removed under "removed"); marked removed
+    when the step is undone. GET /tenants/{id}/resources lists what exists now. The leftover
+    scan of a deprovisioning does not trust this table: it asks every system again.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="resources",
+                               db_index=False)  # resource_alive (tenant, ...) serves lookups by tenant
+    kind = models.CharField(max_length=40)
+    name = models.CharField(max_length=255)
+    location = models.CharField(max_length=255, blank=True, default="")
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="resources_made")
+    step = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by_job = models.ForeignKey(ProvisioningJob, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="resources_removed")
+    removed_by_step = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # A resource exists once at a time: a step that finds it keeps the row of the one that made it.
+            models.UniqueConstraint(fields=["tenant", "kind", "location", "name"], condition=Q(removed_at__isnull=True),
+                                    name="resource_alive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} @ {self.location}"

@@ -98,8 +98,39 @@ def retry(*, tenant: Tenant, initiated_by=None, simulate: dict | None = None) ->
         return job_resume_now(job=job, simulate=simulate)
     if job.status in (S.FAILED, S.CANCELLED) and job.kind == Kind.PROVISION:
         return job_restart(tenant=tenant, initiated_by=initiated_by, simulate=simulate)
+    if job.status == S.FAILED and job.plan.is_forward_only(job.plan.position(job.succeeded_steps).current):
+        return job_carry_on(job=job, initiated_by=initiated_by, simulate=simulate)
     raise ActionRefused(f"The {job.kind} job is {job.status}; only a RETRY_SCHEDULED job, or a FAILED or "
                         f"CANCELLED provisioning, can be retried.")
+
+
+def job_carry_on(*, job: ProvisioningJob, initiated_by=None, simulate: dict | None = None) -> ProvisioningJob:
+    """A job that failed forward (a deprovisioning, the shared side of an ENTERPRISE move) goes on:
+    a new job of the same plan that starts with the steps the failed one finished (carried over,
+    outputs and all), so only what is left runs."""
+    from provisioning.models import StepRun, StepStatus
+
+    context = dict(job.context)
+    if simulate is not None:
+        context["simulate"] = simulate
+    try:
+        with transaction.atomic():
+            new = ProvisioningJob.objects.create(
+                tenant_id=job.tenant_id, kind=job.kind, tier=job.tier, from_tier=job.from_tier, context=context,
+                initiated_by=initiated_by if getattr(initiated_by, "pk", None) else None,
+                max_retries=settings.MATIH_MAX_RETRIES, succeeded_steps=list(job.succeeded_steps))
+            done = StepRun.objects.filter(job=job, status=StepStatus.SUCCEEDED)
+            StepRun.objects.bulk_create([
+                StepRun(job=new, name=s.name, phase=s.phase, position=s.position, status=StepStatus.SUCCEEDED,
+                        attempts=s.attempts, started_at=s.started_at, finished_at=s.finished_at,
+                        succeeded_at=s.succeeded_at, duration_ms=s.duration_ms, elapsed_ms=s.elapsed_ms,
+                        outputs={**s.outputs, "carriedOverFrom": str(job.id)})
+                for s in done])
+            plan = job.plan
+            transaction.on_commit(lambda: dispatch_job(new.id, plan))
+    except IntegrityError:
+        raise ActionRefused("The tenant already has a job in progress.") from None
+    return new
 
 
 def cancel(*, job: ProvisioningJob, actor: str = "operator") -> ProvisioningJob:

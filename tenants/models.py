@@ -28,7 +28,9 @@ class DeploymentType(models.TextChoices):
 class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
-    slug = models.CharField(max_length=63, unique=True)
+    # Unique among the tenants that are not DELETED (tenant_slug_unique): a deleted tenant's
+    # slug is free for a new tenant, its record kept for audit.
+    slug = models.CharField(max_length=63)
     tier = models.CharField(max_length=16, choices=Tier.choices)
     status = models.CharField(max_length=20, choices=TenantStatus.choices, default=TenantStatus.PENDING)
     region = models.CharField(max_length=32)
@@ -42,12 +44,28 @@ class Tenant(models.Model):
     error_message = models.TextField(blank=True, default="")
     # ENTERPRISE only: the Azure service principal, encrypted (matih.secrets); never returned.
     service_principal_encrypted = models.TextField(blank=True, default="")
+    # The tenant's life after provisioning (DESIGN.md section 6).
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.CharField(max_length=500, blank=True, default="")
+    deletion_scheduled_at = models.DateTimeField(null=True, blank=True)
+    # What a restore before deletionScheduledAt brings it back to (ACTIVE, SUSPENDED or FAILED).
+    status_before_deletion = models.CharField(max_length=20, choices=TenantStatus.choices, blank=True, default="")
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "tier"]), models.Index(fields=["-created_at"])]
+        indexes = [
+            models.Index(fields=["status", "tier"]), models.Index(fields=["-created_at"]),
+            # The sweeper's question: whose grace period has passed.
+            models.Index(fields=["deletion_scheduled_at"], name="tenant_deletion_due",
+                         condition=models.Q(status="PENDING_DELETION")),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["slug"], condition=~models.Q(status="DELETED"),
+                                    name="tenant_slug_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.slug

@@ -79,11 +79,13 @@ class Plan:
         by_phase = {phase: tuple(s for s in self.steps if s.phase == phase) for phase in self.phases}
         object.__setattr__(self, "_by_phase", by_phase)
         object.__setattr__(self, "_by_name", {s.name: s for s in self.steps})
+        listed: set[str] = set()
         for step in self.steps:
             assert step.phase in by_phase, f"{self.key}: {step.name} is in an unknown phase {step.phase}"
             for name in step.after:
-                assert name in self._by_name and self._by_name[name].phase == step.phase, \
+                assert name in listed and self._by_name[name].phase == step.phase, \
                     f"{self.key}: {step.name} waits for {name}, which is not an earlier step of its phase"
+            listed.add(step.name)
         assert all(by_phase[phase] for phase in self.phases), f"{self.key}: a phase without steps"
         assert self.forward_only_from is None or self.forward_only_from in self.phases
 

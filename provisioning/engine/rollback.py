@@ -24,13 +24,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from deploy.backend import backend_for
 from deploy.errors import InfraError, TransientInfraError
-from provisioning.engine import heartbeat
+from provisioning.engine import heartbeat, inventory
 from provisioning.engine.canvas import send_rollback
 from provisioning.engine.outcomes import outcome_of
 from provisioning.engine.plans import Plan, plan_of_job
@@ -152,7 +152,7 @@ def _compensate_step(job: ProvisioningJob, plan: Plan, step_run: StepRun) -> str
                       plan=plan)
     heartbeat.hold(step_run.id, job.id)
     try:
-        IMPLEMENTATIONS[step_run.name].compensate(ctx, step_run.outputs)
+        undone = IMPLEMENTATIONS[step_run.name].compensate(ctx, step_run.outputs)
     except Exception as exc:
         if not isinstance(exc, InfraError):
             log.exception("compensation of %s (job %s) raised", step_run.name, job.id)
@@ -163,6 +163,9 @@ def _compensate_step(job: ProvisioningJob, plan: Plan, step_run: StepRun) -> str
     with transaction.atomic():
         StepRun.objects.filter(id=step_run.id, claimed_by=owner).update(
             status=StepStatus.COMPENSATED, lease_expires_at=None)
+        with connection.cursor() as cursor:
+            inventory.record(cursor, tenant_id=job.tenant_id, job_id=job.id, step=step_run.name,
+                             outputs=undone if undone is not None else inventory.undone(job.id, step_run.name))
         result = record(job.id, event="step.compensated", step=step_run.name,
                         message=f"{step_run.name} undone.", lease_expires_at=lease_until(now))
         _publish_on_commit(job, result)

@@ -41,7 +41,7 @@ from psycopg.types.json import Jsonb
 
 from deploy.backend import backend_for
 from deploy.errors import InfraError, TransientInfraError
-from provisioning.engine import heartbeat
+from provisioning.engine import heartbeat, inventory
 from provisioning.engine.outcomes import outcome_of
 from provisioning.engine.plans import Plan, plan_of
 from provisioning.engine.states import (
@@ -186,7 +186,7 @@ WITH s AS (
         succeeded_steps = array_append(succeeded_steps, %(name)s), context = context || %(context)s
     WHERE id = %(job)s AND EXISTS (SELECT 1 FROM s)
     RETURNING version, status, succeeded_steps, tenant_id, context
-), e AS (
+){inventory.ctes("j")}, e AS (
     {event_sql(source="j", seq="j.version", kind="'step.succeeded'", step="%(name)s")}
 )
 SELECT version, status, succeeded_steps, tenant_id, context FROM j
@@ -350,6 +350,7 @@ def succeed_step(phase: Phase, claim: Claim, name: str, outputs: dict, context_u
             "step": claim.step_id, "owner": claim.owner, "outputs": Jsonb(outputs),
             "duration": _elapsed_ms(started), "name": name, "context": Jsonb(context_updates),
             "job": phase.job_id, "message": f"{name} succeeded.", **_lease_params(),
+            **inventory.params(outputs),
         })
         row = cursor.fetchone()
     if row is None:
@@ -564,7 +565,7 @@ WITH j AS (
     UPDATE {JOB_TABLE} SET {COMPLETE.set}, version = version + 1, updated_at = now(), completed_at = now(),
         lease_expires_at = NULL, next_retry_at = NULL, error_message = ''
     WHERE id = %(job)s AND {COMPLETE.where} AND succeeded_steps @> %(steps)s::varchar[]
-    RETURNING version, tenant_id, context
+    RETURNING version, tenant_id, context, tier, from_tier
 ){completion.ctes}, e AS (
     {event_sql(source="j", seq="j.version", kind="'job.completed'")}
 )
@@ -575,7 +576,7 @@ SELECT version, tenant_id FROM j
 def complete_job(loaded: Phase) -> bool:
     """RUNNING -> COMPLETED and the plan's outcome, in one statement, once every step has succeeded."""
     plan = loaded.plan
-    completion = outcome_of(plan).completed(slug=loaded.tenant.slug, tier=plan.tier)
+    completion = outcome_of(plan).completed(slug=loaded.tenant.slug, tier=plan.tier, plan=plan)
     with connection.cursor() as cursor:
         cursor.execute(complete_sql(completion), {"job": loaded.job_id, "steps": list(plan.step_names),
                                                   "message": completion.message, **completion.params})

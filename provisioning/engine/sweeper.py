@@ -9,6 +9,8 @@ Run by celery beat every MATIH_SWEEP_INTERVAL seconds (provisioning.sweep) and b
   lease lapsed is taken over by the phase that claims it), or the rollback canvas;
 - PENDING never dispatched (the broker was down at commit).
 
+It also starts the DEPROVISION of each tenant whose deletion grace period has passed.
+
 Rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED and their lease pushed forward in
 the same transaction (provisioning.engine.resume), so two sweepers never resume one job
 twice. The canvases go out after the commit.
@@ -40,6 +42,7 @@ class SweepReport:
     stalled: list[str] = field(default_factory=list)
     rolling_back: list[str] = field(default_factory=list)
     undispatched: list[str] = field(default_factory=list)
+    deprovisioning: list[str] = field(default_factory=list)
     webhooks: int = 0
     idempotency_purged: int = 0
     claim_ms: float = 0.0
@@ -47,7 +50,8 @@ class SweepReport:
 
     @property
     def total(self) -> int:
-        return len(self.retried) + len(self.stalled) + len(self.rolling_back) + len(self.undispatched)
+        return (len(self.retried) + len(self.stalled) + len(self.rolling_back) + len(self.undispatched)
+                + len(self.deprovisioning))
 
 
 def _claim(cursor, where: str, order: str, params: dict) -> list:
@@ -88,6 +92,7 @@ def sweep(*, now=None, batch: int = BATCH) -> SweepReport:
     report.stalled = [job.job_id for job in stalled if job.status == S.RUNNING]
     report.rolling_back = [job.job_id for job in stalled if job.status != S.RUNNING]
     report.undispatched = [job.job_id for job in pending]
+    report.deprovisioning = start_due_deletions(now=now)
     report.webhooks = resend_overdue_webhooks(before=grace)
     report.idempotency_purged = purge_idempotency_records(now=now)
     report.dispatch_ms = (time.perf_counter() - started) * 1000
@@ -95,8 +100,20 @@ def sweep(*, now=None, batch: int = BATCH) -> SweepReport:
         log.info("sweep resumed %d job(s)", report.total, extra={
             "retried": len(report.retried), "stalled": len(report.stalled),
             "rollingBack": len(report.rolling_back), "undispatched": len(report.undispatched),
-            "claimMs": round(report.claim_ms, 2), "dispatchMs": round(report.dispatch_ms, 2)})
+            "deprovisioning": len(report.deprovisioning), "claimMs": round(report.claim_ms, 2), "dispatchMs": round(report.dispatch_ms, 2)})
     return report
+
+
+def start_due_deletions(*, now) -> list[str]:
+    """The DEPROVISION job of each tenant whose grace period has passed (one transaction each)."""
+    from provisioning.lifecycle import deletions_due, start_deprovision
+
+    started = []
+    for tenant in deletions_due(now=now):
+        job = start_deprovision(tenant=tenant)
+        if job is not None:
+            started.append(str(job.id))
+    return started
 
 
 def resend_overdue_webhooks(*, before) -> int:

@@ -1,14 +1,10 @@
-"""What each step does and what undoes it.
+"""The provisioning steps: what each does and what undoes it (the seed's operations).
 
-A step knows which drivers it calls and what it must undo; it knows nothing of
-retries, leases or the canvas (provisioning.engine.runner does). Each `run`
-returns the outputs to record (the external ids, for rollback); each
-`compensate` is idempotent ("already gone" is success).
+Several are also steps of other operations (an ENTERPRISE upgrade builds a dedicated
+cluster with them); they act on `ctx.spec`, the tenant at the job's tier on the job's cluster.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Callable
 
 from django.conf import settings
@@ -16,17 +12,15 @@ from django.conf import settings
 from billing.models import Tier
 from deploy import clusters
 from deploy.errors import PermanentInfraError, TransientInfraError
-from deploy.interfaces import ClusterRef, TenantSpec
 from matih.secrets import decrypt_json
-from provisioning.engine import heartbeat
 from provisioning.engine import steps_catalog as P
 from provisioning.engine.plans import Kind, has_plan
-from provisioning.engine.spec import tenant_spec
-from tenants.models import Tenant, TenantStatus
+from provisioning.engine.steps.context import (
+    DATABASE_SECRET, TERRAFORM_LOCK_TTL, StepContext, StepImplementation, cluster_info, with_resources,
+)
+from deploy.inventory import resource
+from tenants.models import TenantStatus
 from tenants.rules import is_valid_slug
-
-TERRAFORM_LOCK_TTL = 600
-DATABASE_SECRET = "tenant-database"
 
 RELEASES = {
     P.DEPLOY_CORE_SERVICES: ("core", "core-services"),
@@ -34,76 +28,6 @@ RELEASES = {
     P.DEPLOY_INGRESS_CONTROLLER: ("ingress", "ingress-controller"),
     P.DEPLOY_MONITORING: ("monitoring", "monitoring"),
 }
-
-
-@dataclass
-class StepContext:
-    job_id: str
-    tenant: Tenant
-    tenant_settings: dict
-    job_context: dict
-    backend: object
-    attempt: int = 1
-    plan: object = None  # the job's plan (provisioning.engine.plans.Plan)
-    context_updates: dict = field(default_factory=dict)
-
-    def remember(self, **values) -> None:
-        """Keep values in the job's context (committed with the step's success)."""
-        self.context_updates.update(values)
-
-    @property
-    def cluster(self) -> ClusterRef | None:
-        info = {**self.job_context, **self.context_updates}.get("cluster")
-        if not info:
-            return None
-        return ClusterRef(name=info["name"], api_endpoint=info.get("apiEndpoint", ""),
-                          credentials_ref=info.get("credentialsRef", ""), dedicated=info.get("dedicated", False))
-
-    @property
-    def spec(self) -> TenantSpec:
-        tenant = self.tenant
-        return tenant_spec(tenant_id=tenant.id, slug=tenant.slug, tier=tenant.tier, region=tenant.region,
-                           admin_email=tenant.admin_email, tenant_settings=self.tenant_settings,
-                           cluster=self.cluster)
-
-    @property
-    def lock_key(self) -> str:
-        return terraform_lock_key(self.tenant.slug)
-
-    @contextmanager
-    def terraform_lock(self, *, acquire: bool):
-        """Hold the one lock on the tenant's Terraform state while the block runs.
-
-        The job is its owner (a redelivered step of the same job holds it already). `acquire`:
-        take it if free (a destroy), else it must be ours already (the apply, after
-        ACQUIRE_TERRAFORM_LOCK). Its TTL is renewed by the process's heartbeat, the same
-        thread that renews the step's lease: one lock, one renewer.
-        """
-        lock = self.backend.lock
-        held = lock.acquire(self.lock_key, self.job_id, TERRAFORM_LOCK_TTL) if acquire \
-            else lock.renew(self.lock_key, self.job_id, TERRAFORM_LOCK_TTL)
-        if not held:
-            raise TransientInfraError(
-                f"The Terraform state of tenant-{self.tenant.slug} is locked by {lock.holder(self.lock_key)}."
-                if acquire else "The Terraform state lock was lost before the apply.",
-                hint="Another job is applying this tenant's infrastructure; this one waits and retries."
-                if acquire else "The job retries from acquiring the lock.",
-                retry_after=30 if acquire else None,
-            )
-        heartbeat.hold_lock(lock, self.lock_key, self.job_id, TERRAFORM_LOCK_TTL)
-        try:
-            yield
-        finally:
-            heartbeat.release_lock(self.lock_key, self.job_id)
-
-
-def terraform_lock_key(slug: str) -> str:
-    return f"matih:terraform-state:tenant-{slug}"
-
-
-def _cluster_info(cluster, dedicated: bool) -> dict:
-    return {"name": cluster.name, "apiEndpoint": cluster.api_endpoint, "credentialsRef": cluster.credentials_ref,
-            "dedicated": dedicated, "ingressIp": cluster.ingress_ip}
 
 
 # --- run ----------------------------------------------------------------------------------------
@@ -135,8 +59,8 @@ def confirm_tenant_record(ctx: StepContext) -> dict:
 
 def select_shared_cluster(ctx: StepContext) -> dict:
     cluster = clusters.allocate_shared_slot(region=ctx.tenant.region, tenant_key=ctx.tenant.slug)
-    ctx.remember(cluster=_cluster_info(cluster, dedicated=False))
-    return {"cluster": cluster.name}
+    ctx.remember(cluster=cluster_info(cluster, dedicated=False))
+    return {"cluster": cluster.name, "resources": [resource("ClusterSlot", ctx.tenant.slug, cluster.name)]}
 
 
 def validate_service_principal(ctx: StepContext) -> dict:
@@ -171,8 +95,10 @@ def terraform_apply(ctx: StepContext) -> dict:
         credentials_ref=outputs.get("kubeconfig_ref", f"aks-{ctx.tenant.slug}"),
         ingress_ip=outputs.get("ingress_ip"),
     )
-    ctx.remember(cluster=_cluster_info(cluster, dedicated=True))
-    return {"cluster": cluster.name, "terraformOutputs": {k: v for k, v in outputs.items() if "secret" not in k}}
+    ctx.remember(cluster=cluster_info(cluster, dedicated=True))
+    return {"cluster": cluster.name, "resources": [*outputs.get("resources", []),
+                                                   resource("Cluster", cluster.name, cluster.region)],
+            "terraformOutputs": {k: v for k, v in outputs.items() if "secret" not in k and k != "resources"}}
 
 
 def release_terraform_lock(ctx: StepContext) -> dict:
@@ -196,35 +122,53 @@ def setup_database(ctx: StepContext) -> dict:
     spec = ctx.spec
     created = dict(ctx.backend.database.ensure_tenant_database(spec))
     password = created.pop("password", None)
+    secret = None
     if password is not None:
         # The password lives only in the tenant's namespace, never in our database or logs.
-        ctx.backend.kubernetes.ensure_secret(spec, DATABASE_SECRET, {
+        secret = ctx.backend.kubernetes.ensure_secret(spec, DATABASE_SECRET, {
             "username": created.get("role", ""), "password": password,
             "database": created.get("database", ""), "schema": created.get("schema", ""),
         })
-    return {**created, "secret": DATABASE_SECRET}
+    return with_resources({**created, "secret": DATABASE_SECRET}, secret)
 
 
-def _values(ctx: StepContext, chart: str) -> dict:
-    spec = ctx.spec
+def _values(ctx: StepContext, chart: str, spec=None) -> dict:
+    spec = spec or ctx.spec
     return {"tenant": {"slug": spec.slug, "tier": spec.tier, "id": spec.tenant_id},
             "hosts": spec.hosts, "custom": spec.custom_config.get(chart, {})}
+
+
+def release_name(ctx: StepContext, release: str) -> str:
+    return f"{ctx.tenant.slug}-{release}"
+
+
+def install_release(ctx: StepContext, release: str, chart: str, spec=None) -> dict:
+    """`helm upgrade --install` of one of the tenant's releases at `spec`'s tier (default: the job's)."""
+    spec = spec or ctx.spec
+    name = release_name(ctx, release)
+    result = ctx.backend.helm.install(spec, name, chart, _values(ctx, chart, spec))
+    return {**(result or {}), "release": name, "chart": chart}
+
+
+def uninstall_release(ctx: StepContext, release: str, spec=None) -> None:
+    ctx.backend.helm.uninstall(spec or ctx.spec, release_name(ctx, release))
 
 
 def _helm_install(step_name: str) -> Callable[[StepContext], dict]:
     def run(ctx: StepContext) -> dict:
         release, chart = RELEASES[step_name]
-        name = f"{ctx.tenant.slug}-{release}"
-        result = ctx.backend.helm.install(ctx.spec, name, chart, _values(ctx, chart))
-        return {**(result or {}), "release": name, "chart": chart}
+        return install_release(ctx, release, chart)
 
     return run
 
 
+def ingress_ip_of(info: dict | None) -> str:
+    """A cluster's ingress address, as the context keeps it (the simulated cloud's when it has none)."""
+    return (info or {}).get("ingressIp") or "203.0.113.10"
+
+
 def create_dns_zone(ctx: StepContext) -> dict:
-    cluster_info = ctx.job_context.get("cluster") or {}
-    ingress_ip = cluster_info.get("ingressIp") or "203.0.113.10"
-    return ctx.backend.dns.ensure_zone(ctx.spec, ingress_ip)
+    return ctx.backend.dns.ensure_zone(ctx.spec, ingress_ip_of(ctx.context.get("cluster")))
 
 
 def create_tenant_ingress(ctx: StepContext) -> dict:
@@ -276,8 +220,7 @@ def drop_database(ctx: StepContext, outputs: dict) -> None:
 
 def _helm_uninstall(step_name: str) -> Callable[[StepContext, dict], None]:
     def compensate(ctx: StepContext, outputs: dict) -> None:
-        release, _ = RELEASES[step_name]
-        ctx.backend.helm.uninstall(ctx.spec, f"{ctx.tenant.slug}-{release}")
+        uninstall_release(ctx, RELEASES[step_name][0])
 
     return compensate
 
@@ -294,13 +237,7 @@ def delete_pipelines(ctx: StepContext, outputs: dict) -> None:
     ctx.backend.observability.delete_pipelines(ctx.spec)
 
 
-@dataclass(frozen=True)
-class StepImplementation:
-    run: Callable[[StepContext], dict]
-    compensate: Callable[[StepContext, dict], None] | None = None
-
-
-IMPLEMENTATIONS: dict[str, StepImplementation] = {
+STEPS: dict[str, StepImplementation] = {
     P.VALIDATE_INPUT: StepImplementation(validate_input),
     P.CONFIRM_TENANT_RECORD: StepImplementation(confirm_tenant_record),
     P.SELECT_SHARED_CLUSTER: StepImplementation(select_shared_cluster, release_cluster_slot),
@@ -325,8 +262,3 @@ IMPLEMENTATIONS: dict[str, StepImplementation] = {
     P.SETUP_OBSERVABILITY: StepImplementation(setup_observability, delete_pipelines),
     P.VERIFY_CONNECTIVITY: StepImplementation(verify_connectivity),
 }
-
-assert set(IMPLEMENTATIONS) == set(P.NOMINAL_SECONDS), "every step of the catalog has an implementation"
-assert all(
-    (IMPLEMENTATIONS[name].compensate is None) == (P.COMPENSATIONS.get(name) is None) for name in P.NOMINAL_SECONDS
-), "the plan's compensation descriptions match the implementations"
