@@ -12,6 +12,8 @@ import math
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError
+from django.http import JsonResponse
+from django.views import defaults
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -19,6 +21,8 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
+
+from matih.paths import answers_json, not_found_body
 
 log = logging.getLogger("matih.api")
 
@@ -205,3 +209,33 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "A MATIH API key: `Authorization: Bearer mk_…`"}
+
+
+# --- Django's error pages (handler400/403/404/500 in matih/urls.py) -----------------------------
+# A view that is not DRF's (the SSE stream, a Django view) or a request refused before
+# any view (a bad Host header) gets these; under /api/ and /ws/ they answer in the error shape.
+
+
+def bad_request(request, exception):
+    if answers_json(request.path):
+        return JsonResponse({"error": "bad_request", "detail": "The request could not be understood."}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception):
+    if answers_json(request.path):
+        return JsonResponse({"error": "forbidden", "detail": "You may not do this."}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception):
+    if answers_json(request.path):
+        return JsonResponse(not_found_body(request.path), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if answers_json(request.path):
+        return JsonResponse({"error": "internal_error", "detail": "An unexpected server error occurred; it has "
+                             "been logged with this request's id."}, status=500)
+    return defaults.server_error(request)
