@@ -14,7 +14,12 @@ from rest_framework.views import APIView
 
 from matih.api import error_response
 from tenants import selectors
-from tenants.serializers import RegistrationResponseSerializer, TenantRegistrationSerializer, TenantSerializer
+from tenants.serializers import (
+    RegistrationResponseSerializer,
+    TenantListQuerySerializer,
+    TenantRegistrationSerializer,
+    TenantSerializer,
+)
 from tenants.services import Idempotency, IdempotencyConflict, Registration, SlugTaken, register_tenant
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -80,7 +85,13 @@ class TenantListCreate(ListAPIView):
     serializer_class = TenantSerializer
 
     def get_queryset(self):
-        return selectors.tenants_visible_to(self.request.auth)
+        query = TenantListQuerySerializer(data=self.request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        return selectors.tenants_matching(self.request.auth, **query.validated_data)
+
+    @extend_schema(parameters=[TenantListQuerySerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=TenantRegistrationSerializer,
@@ -124,10 +135,23 @@ class TenantListCreate(ListAPIView):
         return request.META.get("REMOTE_ADDR", "")
 
 
+def tenant_not_found() -> Response:
+    return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
+
+
 class TenantDetail(APIView):
     @extend_schema(responses={200: TenantSerializer})
     def get(self, request, tenant_id):
         tenant = selectors.tenant_visible_to(request.auth, tenant_id)
         if tenant is None:
-            return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
+            return tenant_not_found()
+        return Response(TenantSerializer(tenant).data)
+
+
+class TenantBySlug(APIView):
+    @extend_schema(responses={200: TenantSerializer})
+    def get(self, request, slug):
+        tenant = selectors.tenant_by_slug_visible_to(request.auth, slug)
+        if tenant is None:
+            return tenant_not_found()
         return Response(TenantSerializer(tenant).data)

@@ -5,12 +5,14 @@ import json
 import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import Tier
 from iam.models import User
 from provisioning.engine.plans import ALL_STEP_NAMES
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantStatus
+from tenants.selectors import ORDERINGS
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 RESERVED_SLUGS = frozenset({
@@ -36,6 +38,25 @@ class StrictEmailField(serializers.EmailField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data).lower()
+
+
+def one_of(values) -> dict:
+    """A ChoiceField's error for a value it does not know, listing what it knows."""
+    return {"invalid_choice": f"Must be one of {', '.join(values)}."}
+
+
+@extend_schema_field({"type": "string", "enum": list(settings.MATIH_REGIONS)})
+class RegionField(StrictCharField):
+    """A region served (MATIH_REGIONS)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=32, **kwargs)
+
+    def to_internal_value(self, data):
+        region = super().to_internal_value(data)
+        if region not in settings.MATIH_REGIONS:
+            raise serializers.ValidationError(f"Unknown region; use one of {', '.join(settings.MATIH_REGIONS)}.")
+        return region
 
 
 class StrictSerializer(serializers.Serializer):
@@ -91,7 +112,7 @@ class TenantRegistrationSerializer(StrictSerializer):
         choices=Tier.choices,
         error_messages={"invalid_choice": f"Must be one of {', '.join(Tier.values)}."},
     )
-    region = StrictCharField(max_length=32)
+    region = RegionField()
     # Not RFC 5321's 254: the admin user's username is the email, and usernames hold 150.
     adminEmail = StrictEmailField(max_length=User._meta.get_field("username").max_length)
     settings = serializers.DictField(required=False)
@@ -106,11 +127,6 @@ class TenantRegistrationSerializer(StrictSerializer):
         if slug in RESERVED_SLUGS:
             raise serializers.ValidationError(f"'{slug}' is reserved.")
         return slug
-
-    def validate_region(self, region: str) -> str:
-        if region not in settings.MATIH_REGIONS:
-            raise serializers.ValidationError(f"Unknown region; use one of {', '.join(settings.MATIH_REGIONS)}.")
-        return region
 
     def validate_settings(self, values: dict) -> dict:
         if len(json.dumps(values)) > MAX_SETTINGS_BYTES:
@@ -130,6 +146,19 @@ class TenantRegistrationSerializer(StrictSerializer):
         if data["tier"] != Tier.ENTERPRISE and data.get("servicePrincipal"):
             raise serializers.ValidationError({"servicePrincipal": ["Only ENTERPRISE tenants take a service principal."]})
         return data
+
+
+class TenantListQuerySerializer(serializers.Serializer):
+    """The query of GET /tenants: filters (each given must hold) and the order."""
+
+    status = serializers.ChoiceField(choices=TenantStatus.values, required=False,
+                                     error_messages=one_of(TenantStatus.values))
+    tier = serializers.ChoiceField(choices=Tier.values, required=False, error_messages=one_of(Tier.values))
+    region = RegionField(required=False)
+    search = StrictCharField(required=False, max_length=200, allow_blank=True,
+                             help_text="Part of the name, slug or admin email (any case).")
+    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, error_messages=one_of(ORDERINGS),
+                                       help_text="Default: -createdAt (newest first).")
 
 
 class TenantSerializer(serializers.ModelSerializer):
