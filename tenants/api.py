@@ -12,6 +12,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from iam.selectors import is_operator_key
 from matih.api import error_response
 from tenants import selectors
 from tenants.serializers import (
@@ -27,9 +28,8 @@ IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_IDEMPOTENCY_KEY)
 
 
 def is_operator(request) -> bool:
-    api_key = request.auth
-    if api_key is not None:
-        return api_key.is_operator and request.user.is_staff
+    if request.auth is not None:
+        return is_operator_key(request.auth)
     return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from iam.models import ApiKey
+from iam.selectors import is_operator_key
 from tenants.models import Tenant
 
 # The `ordering` values of GET /tenants and the columns they sort by (ties broken by id).
@@ -21,7 +22,7 @@ def tenants_visible_to(api_key: ApiKey | None) -> QuerySet[Tenant]:
     tenants = Tenant.objects.order_by(*ORDERINGS[DEFAULT_ORDERING])
     if api_key is None:
         return tenants.none()
-    if api_key.is_operator and api_key.user.is_staff:
+    if is_operator_key(api_key):
         return tenants
     return tenants.filter(id=api_key.tenant_id)
 

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from billing.models import Tier
 from iam.models import User
+from matih.api import StrictCharField, StrictEmailField, StrictSerializer, one_of
 from provisioning.engine.plans import ALL_STEP_NAMES
 from tenants.models import Tenant, TenantStatus
 from tenants.selectors import ORDERINGS
@@ -24,27 +25,6 @@ RESERVED_SLUGS = frozenset({
 MAX_SETTINGS_BYTES = 16384
 
 
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers, booleans and objects instead of coercing them."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictEmailField(serializers.EmailField):
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data).lower()
-
-
-def one_of(values) -> dict:
-    """A ChoiceField's error for a value it does not know, listing what it knows."""
-    return {"invalid_choice": f"Must be one of {', '.join(values)}."}
-
-
 @extend_schema_field({"type": "string", "enum": list(settings.MATIH_REGIONS)})
 class RegionField(StrictCharField):
     """A region served (MATIH_REGIONS)."""
@@ -57,27 +37,6 @@ class RegionField(StrictCharField):
         if region not in settings.MATIH_REGIONS:
             raise serializers.ValidationError(f"Unknown region; use one of {', '.join(settings.MATIH_REGIONS)}.")
         return region
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, naming each."""
-
-    def validate_empty_values(self, data):
-        if data is None and self.parent is None:  # a body of `null`
-            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
-        return super().validate_empty_values(data)
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
-        errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            errors = {**exc.detail, **errors}
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
 
 
 class ServicePrincipalSerializer(StrictSerializer):
