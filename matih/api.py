@@ -182,6 +182,8 @@ def _flatten(errors) -> dict:
             for key, inner in value.items():
                 if key == "non_field_errors":  # a nested object's own errors belong to its field
                     walk(prefix or "body", inner)
+                elif isinstance(key, int):  # a list's errors, by the items' positions
+                    walk(f"{prefix}[{key}]", inner)
                 else:
                     walk(f"{prefix}.{key}" if prefix else key, inner)
         elif isinstance(value, list) and value and all(isinstance(v, (str, exceptions.ErrorDetail)) for v in value):

@@ -200,6 +200,8 @@ MATIH_MAX_BODY_BYTES = env_int("MATIH_MAX_BODY_BYTES", 65536)
 MATIH_WEBHOOK_URLS = env_list("MATIH_WEBHOOK_URLS", "")
 MATIH_WEBHOOK_SECRET = os.environ.get("MATIH_WEBHOOK_SECRET", "")
 MATIH_WEBHOOK_BACKOFF = [float(x) for x in env_list("MATIH_WEBHOOK_BACKOFF", "1,5,30,120,600")]
+# Tenants' webhooks may reach loopback, private and link-local addresses (tests, on-premises installs).
+MATIH_WEBHOOK_ALLOW_PRIVATE = env_bool("MATIH_WEBHOOK_ALLOW_PRIVATE", False)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MATIH_MAX_BODY_BYTES, 2621440)
 
 EMAIL_BACKEND = os.environ.get("MATIH_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
