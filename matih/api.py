@@ -32,12 +32,13 @@ MAX_JSON_DEPTH = 32
 
 
 class BodyError(exceptions.ParseError):
-    """A request body that cannot be read: too large, not JSON, not an object, unstorable text."""
+    """A request body that cannot be read: too large (413), not JSON, not an object, unstorable text (400)."""
 
-    def __init__(self, reason: str, field: str = "body"):
+    def __init__(self, reason: str, field: str = "body", http_status: int = status.HTTP_400_BAD_REQUEST):
         super().__init__(detail=reason)
         self.reason = reason
         self.field = field
+        self.http_status = http_status
 
 
 def _refuse_constant(name: str):
@@ -100,11 +101,12 @@ class BoundedJSONParser(BaseParser):
         limit = settings.MATIH_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        too_large = f"The body is larger than {limit} bytes."
         if declared and declared.isdigit() and int(declared) > limit:
-            raise BodyError(f"The body is larger than {limit} bytes.")
+            raise BodyError(too_large, http_status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
-            raise BodyError(f"The body is larger than {limit} bytes.")
+            raise BodyError(too_large, http_status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
         except RecursionError:
@@ -165,6 +167,16 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "pageSize"
     max_page_size = 500
 
+    def get_schema_operation_parameters(self, view):
+        return [
+            {"name": self.page_query_param, "required": False, "in": "query",
+             "description": "The page, from 1; past the last page is a 404.",
+             "schema": {"type": "integer", "minimum": 1}},
+            {"name": self.page_size_query_param, "required": False, "in": "query",
+             "description": f"Results per page (default {self.page_size}, at most {self.max_page_size}).",
+             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size}},
+        ]
+
 
 def error_response(code: str, detail: str, http_status: int, fields: dict | None = None, headers=None) -> Response:
     body = {"error": code, "detail": detail}
@@ -200,9 +212,8 @@ def _flatten(errors) -> dict:
 
 def exception_handler(exc, context):
     if isinstance(exc, BodyError):
-        return error_response(
-            "invalid_request", f"{exc.field}: {exc.reason}", status.HTTP_400_BAD_REQUEST, {exc.field: [exc.reason]}
-        )
+        code = "payload_too_large" if exc.http_status == status.HTTP_413_REQUEST_ENTITY_TOO_LARGE else "invalid_request"
+        return error_response(code, f"{exc.field}: {exc.reason}", exc.http_status, {exc.field: [exc.reason]})
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         summary = "; ".join(f"{name}: {reasons[0]}" for name, reasons in fields.items())

@@ -215,19 +215,34 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["matih.api.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "matih.api.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "matih.schema.AutoSchema",
     "EXCEPTION_HANDLER": "matih.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {"signup": MATIH_SIGNUP_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MATIH tenant lifecycle API",
-    "DESCRIPTION": "Register tenants and follow their provisioning.",
+    "DESCRIPTION": (
+        "Register tenants and follow their provisioning. Every path answers with or without its trailing "
+        "slash; ids are UUIDs in either case. Errors have one shape (`Error`). Strings may not contain NUL "
+        "characters (PostgreSQL cannot store them)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "ENUM_NAME_OVERRIDES": {
+        "TierEnum": "billing.models.Tier", "TenantStatusEnum": "tenants.models.TenantStatus",
+        "JobStatusEnum": "provisioning.models.JobStatus", "StepStatusEnum": "provisioning.models.StepStatus",
+        "DeploymentTypeEnum": "tenants.models.DeploymentType",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "provisioning.live.sse.describe_in_schema",  # a plain async view: not seen by DRF
+    ],
 }
 
 # --- Static files, i18n ---------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import permissions, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -16,6 +16,7 @@ from iam.selectors import is_operator_key
 from matih.api import error_response
 from tenants import selectors
 from tenants.serializers import (
+    REGISTRATION_VARIANTS,
     RegistrationResponseSerializer,
     TenantListQuerySerializer,
     TenantRegistrationSerializer,
@@ -24,7 +25,7 @@ from tenants.serializers import (
 from tenants.services import Idempotency, IdempotencyConflict, Registration, SlugTaken, register_tenant
 
 MAX_IDEMPOTENCY_KEY = 255
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_IDEMPOTENCY_KEY)
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,%d}$" % MAX_IDEMPOTENCY_KEY)
 
 
 def is_operator(request) -> bool:
@@ -94,9 +95,16 @@ class TenantListCreate(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        request=TenantRegistrationSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="TenantRegistration", serializers=REGISTRATION_VARIANTS, resource_type_field_name="tier"),
         responses={201: RegistrationResponseSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+                                "pattern": IDEMPOTENCY_KEY_PATTERN.pattern}, OpenApiParameter.HEADER, required=False,
+            description="The same key with the same body answers the first registration again (for 24 hours); "
+                        "with another body it is a 409.")],
+        description="Operators register tenants (anyone, throttled, when MATIH_OPEN_SIGNUP=true). Unknown fields "
+                    "are refused; every refused field is named in `fields`.",
     )
     def post(self, request):
         idempotency_key = request.headers.get("Idempotency-Key")

@@ -17,7 +17,7 @@ from matih.api import StrictCharField, StrictEmailField, StrictSerializer, one_o
 from provisioning.engine.plans import ALL_STEP_NAMES, plan_for
 from provisioning.engine.spec import QUOTAS
 from provisioning.notifications import MAX_WEBHOOK_URL, webhook_url_problem
-from tenants.models import Tenant, TenantStatus
+from tenants.models import DeploymentType, Tenant, TenantStatus
 from tenants.selectors import ORDERINGS
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -73,6 +73,11 @@ def known_timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+def _timezone_schema() -> dict:
+    return {"type": "string", "enum": sorted(known_timezones()), "description": "An IANA time zone (default UTC)."}
+
+
+@extend_schema_field(_timezone_schema())
 class TimezoneField(StrictCharField):
     """An IANA time zone name (UTC, Europe/Paris)."""
 
@@ -122,28 +127,47 @@ class QuotasField(serializers.Field):
         return value
 
 
-class WebhookSerializer(StrictSerializer):
-    url = StrictCharField(max_length=MAX_WEBHOOK_URL, trim_whitespace=False, help_text=(
-        "An http or https URL. Addresses on the platform's own network (loopback, private, link-local, "
-        "multicast, unspecified) are refused, here and again when the webhook is sent, unless the platform "
-        "sets MATIH_WEBHOOK_ALLOW_PRIVATE."))
-    secret = StrictCharField(max_length=200, required=False, allow_blank=True, trim_whitespace=False,
-                             help_text="Signs each delivery: X-Matih-Signature: sha256=HMAC(secret, timestamp.body).")
+# What the schema promises is accepted: http(s), a DNS name with a letter TLD, a port, a plain path. The
+# server takes more (IP addresses that are public, any port, query strings); webhook_url_problem is the rule.
+WEBHOOK_URL_SCHEMA_PATTERN = (r"^https?://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.){1,4}[a-z]{2,24}"
+                              r"(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]{0,40}){0,8}$")
 
-    def validate_url(self, url: str) -> str:
+
+@extend_schema_field({
+    "type": "string", "format": "uri", "maxLength": MAX_WEBHOOK_URL, "pattern": WEBHOOK_URL_SCHEMA_PATTERN,
+    "description": ("An http or https URL. Addresses on the platform's own network (loopback, private, "
+                    "link-local, multicast, unspecified, including 169.254.169.254) are refused, here and again "
+                    "when the webhook is sent, unless the platform sets MATIH_WEBHOOK_ALLOW_PRIVATE."),
+})
+class WebhookUrlField(StrictCharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=MAX_WEBHOOK_URL, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data):
+        url = super().to_internal_value(data)
         problem = webhook_url_problem(url)
         if problem:
             raise serializers.ValidationError(problem)
         return url
 
 
+class WebhookSerializer(StrictSerializer):
+    """A URL told of every job's end, by a signed POST."""
+
+    url = WebhookUrlField()
+    secret = StrictCharField(max_length=200, required=False, allow_blank=True, trim_whitespace=False,
+                             help_text="Signs each delivery: X-Matih-Signature: sha256=HMAC(secret, timestamp.body).")
+
+
 class NotificationsSerializer(StrictSerializer):
+    """How the tenant's admin is told that a job ended."""
+
     email = StrictBooleanField(required=False, help_text="Email the admin when a job ends (default true).")
     webhooks = WebhookSerializer(many=True, required=False, max_length=MAX_WEBHOOKS)
 
 
 class TenantSettingsSerializer(StrictSerializer):
-    """The tenant's settings: the tier's defaults (tenants.services) overridden by what is given."""
+    """The tenant's settings; what is not given takes the tier's default. Unknown keys are refused."""
 
     default_error_messages = {"not_a_dict": "Expected a JSON object (a dictionary of settings)."}
 
@@ -173,6 +197,8 @@ ENTERPRISE_ONLY_SETTINGS = ("quotas", "customConfig")
 
 
 class ServicePrincipalSerializer(StrictSerializer):
+    """The Azure service principal Terraform uses (ENTERPRISE); the secret is encrypted, never returned or logged."""
+
     clientId = StrictCharField(max_length=100)
     clientSecret = StrictCharField(max_length=500, trim_whitespace=False)
     azureTenantId = StrictCharField(max_length=100)
@@ -180,11 +206,15 @@ class ServicePrincipalSerializer(StrictSerializer):
 
 
 class FaultSerializer(StrictSerializer):
+    """Fail a step's first `times` attempts (transient) or every attempt (permanent)."""
+
     mode = serializers.ChoiceField(choices=["transient", "permanent"])
     times = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=1)
 
 
 class SimulateSerializer(StrictSerializer):
+    """Fault injection: operators only, and only with the simulated cloud (else 400)."""
+
     faults = serializers.DictField(child=FaultSerializer(), required=False, default=dict)
     timeScale = serializers.FloatField(min_value=0, max_value=10, required=False)
 
@@ -197,9 +227,29 @@ class SimulateSerializer(StrictSerializer):
         return faults
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S",
+                      "description": "1-200 characters, not only spaces."})
+class NameField(StrictCharField):
+    def __init__(self, **kwargs):
+        super().__init__(min_length=1, max_length=200, **kwargs)
+
+
+@extend_schema_field({
+    "type": "string", "minLength": 3, "maxLength": 63, "pattern": SLUG_PATTERN.pattern,
+    "not": {"enum": sorted(RESERVED_SLUGS)},
+    "description": ("A DNS label: 3-63 lowercase letters, digits and hyphens, starting and ending with a letter or "
+                    f"digit. Reserved: {', '.join(sorted(RESERVED_SLUGS))}."),
+})
+class SlugInputField(StrictCharField):
+    def __init__(self, **kwargs):
+        super().__init__(min_length=3, max_length=63, trim_whitespace=False, **kwargs)
+
+
 class TenantRegistrationSerializer(StrictSerializer):
-    name = StrictCharField(min_length=1, max_length=200)
-    slug = StrictCharField(min_length=3, max_length=63, trim_whitespace=False)
+    """A tenant to register (validates every tier; the schema shows REGISTRATION_VARIANTS)."""
+
+    name = NameField()
+    slug = SlugInputField()
     tier = serializers.ChoiceField(
         choices=Tier.choices,
         error_messages={"invalid_choice": f"Must be one of {', '.join(Tier.values)}."},
@@ -277,15 +327,16 @@ class TenantListQuerySerializer(serializers.Serializer):
 
 
 class TenantSerializer(serializers.ModelSerializer):
-    """The tenant record of the seed."""
+    """The tenant record of the seed. The fields the data plane fills are null until it does."""
 
     adminEmail = serializers.EmailField(source="admin_email")
-    provisioningStartedAt = serializers.DateTimeField(source="provisioning_started_at")
-    provisionedAt = serializers.DateTimeField(source="provisioned_at")
-    deploymentType = serializers.CharField(source="deployment_type")
-    kubernetesNamespace = serializers.CharField(source="kubernetes_namespace")
-    azureAksClusterName = serializers.CharField(source="azure_aks_cluster_name")
-    dnsZone = serializers.CharField(source="dns_zone")
+    provisioningStartedAt = serializers.DateTimeField(source="provisioning_started_at", allow_null=True)
+    provisionedAt = serializers.DateTimeField(source="provisioned_at", allow_null=True)
+    deploymentType = serializers.ChoiceField(source="deployment_type", choices=DeploymentType.choices,
+                                             allow_null=True)
+    kubernetesNamespace = serializers.CharField(source="kubernetes_namespace", allow_null=True)
+    azureAksClusterName = serializers.CharField(source="azure_aks_cluster_name", allow_null=True)
+    dnsZone = serializers.CharField(source="dns_zone", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
 
     class Meta:
@@ -299,8 +350,66 @@ class TenantSerializer(serializers.ModelSerializer):
 
 
 class RegistrationResponseSerializer(TenantSerializer):
-    adminApiKey = serializers.CharField()
+    adminApiKey = serializers.CharField(help_text="The admin's API key: shown this once, never again.")
     provisioningJobId = serializers.UUIDField()
 
     class Meta(TenantSerializer.Meta):
         fields = TenantSerializer.Meta.fields + ["adminApiKey", "provisioningJobId"]
+
+
+# --- the registration body as the schema shows it: one variant per tier ---------------------------------------
+# TenantRegistrationSerializer validates; these only describe what it accepts for each tier (the service
+# principal only for ENTERPRISE, the settings each tier takes, the faults of the tier's own steps), so a
+# client or a fuzzer that keeps to the schema is never refused.
+
+FAULT_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["mode"],
+    "properties": {"mode": {"type": "string", "enum": ["transient", "permanent"]},
+                   "times": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}},
+}
+
+
+def _one_value_field(value: str):
+    @extend_schema_field({"type": "string", "enum": [value]})
+    class OneValue(serializers.CharField):
+        pass
+
+    return OneValue()
+
+
+def _faults_field(tier: str):
+    steps = plan_for(tier).step_names
+
+    @extend_schema_field({"type": "object", "additionalProperties": False,
+                          "properties": {step: FAULT_SCHEMA for step in steps},
+                          "description": f"Steps of the {tier} plan to fail: {', '.join(steps)}."})
+    class Faults(serializers.DictField):
+        pass
+
+    return Faults(required=False)
+
+
+class SharedTenantSettingsSerializer(TenantSettingsSerializer):
+    """A FREE or PROFESSIONAL tenant's settings (quotas and customConfig are ENTERPRISE only)."""
+
+    quotas = None
+    customConfig = None
+
+
+def _registration_variant(tier: str) -> type[TenantRegistrationSerializer]:
+    label = tier.title()
+    simulate = type(f"{label}SimulateSerializer", (SimulateSerializer,), {
+        "faults": _faults_field(tier), "__doc__": SimulateSerializer.__doc__})
+    fields = {
+        "tier": _one_value_field(tier),
+        "settings": (TenantSettingsSerializer if tier == Tier.ENTERPRISE else SharedTenantSettingsSerializer)(
+            required=False),
+        "simulate": simulate(required=False),
+        "servicePrincipal": ServicePrincipalSerializer() if tier == Tier.ENTERPRISE else None,
+        "__doc__": (f"A {tier} tenant." + (" The Azure service principal is required; its secret is never returned."
+                                           if tier == Tier.ENTERPRISE else " No service principal (ENTERPRISE only).")),
+    }
+    return type(f"{label}TenantRegistrationSerializer", (TenantRegistrationSerializer,), fields)
+
+
+REGISTRATION_VARIANTS = {tier: _registration_variant(tier) for tier in Tier.values}

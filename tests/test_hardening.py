@@ -154,7 +154,7 @@ MALFORMED_URLS = [
     ("http://[::1", "valid url"), ("ftp://files.example.com/", "http or https"), ("hooks.example.com/x", "http or https"),
     ("http://hooks.example.com:99999/", "valid url"), ("http://hooks.example.com:0/", "port"),
     ("http:///only-a-path", "host"), ("http://exa mple.com/", "spaces"), ("https://bad_host!.example.com/", "host name"),
-    ("https://hooks.example.com/" + "x" * 500, "no more than 500"),
+    ("https://hooks.example.com/" + "x" * 500, "500 characters"),
 ]
 
 

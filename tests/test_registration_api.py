@@ -353,12 +353,13 @@ def test_every_field_error_is_reported_at_once(operator_client):
 
 
 @pytest.mark.django_db
-def test_oversized_body_is_400(operator_client, registration_body):
+def test_oversized_body_is_413_naming_the_body(operator_client, registration_body):
     body = {**registration_body, "settings": {"padding": "x" * settings.MATIH_MAX_BODY_BYTES}}
 
     response = post_raw(operator_client, json.dumps(body))
 
-    assert_field_error(response, "body", "larger than")
+    fields = assert_error(response, 413, "payload_too_large")["fields"]
+    assert any("larger than" in reason for reason in fields["body"]), fields
     assert control_plane_rows() == NOTHING
 
 
