@@ -8,7 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iam import selectors, services
-from matih.api import StrictCharField, StrictSerializer, error_response
+from matih.api import error_response
+from matih.serializers import StrictCharField, StrictSerializer
 from tenants.selectors import tenant_visible_to
 
 

@@ -15,7 +15,7 @@ from django.db import DatabaseError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
@@ -115,51 +115,6 @@ class BoundedJSONParser(BaseParser):
             raise BodyError(f"The body is not valid JSON: {exc}.") from None
         check_storable(data)
         return data
-
-
-# --- strict input: no coercion, no unknown fields ---------------------------------------------------
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers, booleans and objects instead of coercing them."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictEmailField(serializers.EmailField):
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data).lower()
-
-
-def one_of(values) -> dict:
-    """A ChoiceField's error for a value it does not know, listing what it knows."""
-    return {"invalid_choice": f"Must be one of {', '.join(values)}."}
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, naming each."""
-
-    def validate_empty_values(self, data):
-        if data is None and self.parent is None:  # a body of `null`
-            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
-        return super().validate_empty_values(data)
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
-        errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            errors = {**exc.detail, **errors}
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
 
 
 class Pagination(PageNumberPagination):

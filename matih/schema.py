@@ -6,7 +6,7 @@
   where the view has throttles.
 - A request body of a StrictSerializer (unknown fields refused) is
   `additionalProperties: false`; a string the serializer trims and refuses blank
-  says `pattern: \\S` (not only spaces).
+  says so with a pattern (NOT_ONLY_SPACES).
 - Responses keep drf-spectacular's mapping: a field that can be null says
   `allow_null=True` in its serializer, and the schema says `nullable`.
 
@@ -15,10 +15,12 @@ A view that is not DRF's (the SSE stream) adds itself with a postprocessing hook
 """
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
-from matih.api import StrictSerializer
+from matih.serializers import StrictSerializer
 
 ERROR_COMPONENT = "Error"
 ERROR_DESCRIPTIONS = {
@@ -31,6 +33,9 @@ ERROR_DESCRIPTIONS = {
     415: "The body is not `application/json`.",
     429: "Too many requests; `Retry-After` says when to try again.",
 }
+# "Not only spaces", as the server trims: Python's str.strip() also strips \x1c-\x1f and \x85, which
+# JSON Schema's (ECMA-262) \s does not match.
+NOT_ONLY_SPACES = r"[^\s\x1c-\x1f\x85]"
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 CHANGING_METHODS = BODY_METHODS | {"DELETE"}
 
@@ -75,11 +80,18 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append(429)
         return codes
 
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        if isinstance(serializer, PolymorphicProxySerializer):  # each variant has required fields
+            required = True
+        return schema, required
+
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         trims_to_blank = isinstance(field, serializers.CharField) and field.trim_whitespace and not field.allow_blank
-        if direction == "request" and trims_to_blank and schema.get("type") == "string" and "pattern" not in schema:
-            schema["pattern"] = r"\S"
+        has_pattern = "pattern" in schema or any(isinstance(v, RegexValidator) for v in field.validators)
+        if direction == "request" and trims_to_blank and schema.get("type") == "string" and not has_pattern:
+            schema["pattern"] = NOT_ONLY_SPACES
         return schema
 
     def _map_basic_serializer(self, serializer, direction):

@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from billing.models import Tier
 from iam.models import User
-from matih.api import StrictCharField, StrictEmailField, StrictSerializer, one_of
+from matih.serializers import StrictCharField, StrictEmailField, StrictSerializer, one_of
 from provisioning.engine.plans import ALL_STEP_NAMES, plan_for
 from provisioning.engine.spec import QUOTAS
 from provisioning.notifications import MAX_WEBHOOK_URL, webhook_url_problem
@@ -51,9 +51,14 @@ class RegionField(StrictCharField):
 
 
 class StrictIntegerField(serializers.IntegerField):
-    """An IntegerField that refuses strings, booleans and fractions instead of coercing them."""
+    """An IntegerField that refuses strings, booleans and fractions instead of coercing them.
+
+    1.0 is an integer (JSON Schema says so, and JSON does not tell 1 from 1.0 apart).
+    """
 
     def to_internal_value(self, data):
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -151,6 +156,66 @@ class WebhookUrlField(StrictCharField):
         return url
 
 
+# Azure tag names may not hold < > % & \ ? / (nor NUL, which nothing stores).
+TAG_NAME_PATTERN = r"^[^<>%&\\?/\x00]{1,512}$"
+K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+CIDR_PATTERN = rf"^({_OCTET}\.){{3}}{_OCTET}/([0-9]|[12][0-9]|3[0-2])$"
+
+
+@extend_schema_field({
+    "type": "object", "maxProperties": 50, "propertyNames": {"pattern": TAG_NAME_PATTERN},
+    "additionalProperties": {"type": "string", "maxLength": 256, "pattern": r"^[^\x00]*$"},
+    "description": "Azure tags on the tenant's resources: name -> value.",
+})
+class AzureTagsField(serializers.DictField):
+    def to_internal_value(self, data):
+        tags = super().to_internal_value(data)
+        errors = {}
+        if len(tags) > 50:
+            raise serializers.ValidationError("At most 50 tags.")
+        for name, value in tags.items():
+            if not re.fullmatch(TAG_NAME_PATTERN, name):
+                errors[name] = ["A tag name is 1-512 characters without < > % & \\ ? /."]
+            elif not isinstance(value, str) or len(value) > 256:
+                errors[name] = ["A tag value is a string of at most 256 characters."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return tags
+
+
+class CidrField(StrictCharField):
+    """An IPv4 network in CIDR notation (10.240.0.0/16)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=18, validators=[RegexValidator(CIDR_PATTERN, "Must be an IPv4 CIDR such as "
+                                                                                 "10.240.0.0/16.")], **kwargs)
+
+
+class TerraformVariablesSerializer(StrictSerializer):
+    """Variables of the dedicated cluster's Terraform module (deploy/terraform/aks) a tenant may set."""
+
+    subscription_id = StrictCharField(required=False, max_length=100)
+    kubernetes_version = StrictCharField(required=False, allow_null=True, max_length=16, validators=[
+        RegexValidator(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", "Must be a Kubernetes version such as 1.30 or 1.30.4.")],
+        help_text="null takes the region's default.")
+    node_count = StrictIntegerField(required=False, min_value=1, max_value=100)
+    node_vm_size = StrictCharField(required=False, max_length=64, validators=[
+        RegexValidator(r"^Standard_[A-Za-z0-9_]{1,55}$", "Must be an Azure VM size such as Standard_D4s_v5.")])
+    vnet_cidr = CidrField(required=False)
+    subnet_cidr = CidrField(required=False)
+    tags = AzureTagsField(required=False)
+
+
+class CustomConfigSerializer(StrictSerializer):
+    """ENTERPRISE only: how the dedicated cluster is built and served."""
+
+    terraform = TerraformVariablesSerializer(required=False)
+    ingress_class = StrictCharField(required=False, max_length=63, validators=[
+        RegexValidator(K8S_NAME_PATTERN, "Must be a Kubernetes name such as nginx-internal.")],
+        help_text="The IngressClass of the tenant's ingress (default: the tenant's own controller).")
+
+
 class WebhookSerializer(StrictSerializer):
     """A URL told of every job's end, by a signed POST."""
 
@@ -179,8 +244,7 @@ class TenantSettingsSerializer(StrictSerializer):
     maxConcurrentQueries = StrictIntegerField(required=False, min_value=1, max_value=1000)
     queryTimeoutSeconds = StrictIntegerField(required=False, min_value=1, max_value=86400)
     quotas = QuotasField(required=False)
-    customConfig = serializers.DictField(required=False, help_text=(
-        "ENTERPRISE only: per-chart Helm values, `terraform` variables, `ingress_class`."))
+    customConfig = CustomConfigSerializer(required=False)
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
@@ -227,7 +291,7 @@ class SimulateSerializer(StrictSerializer):
         return faults
 
 
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S",
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 200,
                       "description": "1-200 characters, not only spaces."})
 class NameField(StrictCharField):
     def __init__(self, **kwargs):
