@@ -5,8 +5,9 @@
   methods that change something; 413 and 415 where there is a request body; 429
   where the view has throttles.
 - A request body of a StrictSerializer (unknown fields refused) is
-  `additionalProperties: false`; a string the serializer trims and refuses blank
-  says so with a pattern (NOT_ONLY_SPACES).
+  `additionalProperties: false`; a string that may not be blank has `minLength: 1`,
+  and if the serializer trims it, a pattern (NOT_ONLY_SPACES); a nested list
+  serializer's max_length/min_length are maxItems/minItems.
 - Responses keep drf-spectacular's mapping: a field that can be null says
   `allow_null=True` in its serializer, and the schema says `nullable`.
 
@@ -88,10 +89,18 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
-        trims_to_blank = isinstance(field, serializers.CharField) and field.trim_whitespace and not field.allow_blank
-        has_pattern = "pattern" in schema or any(isinstance(v, RegexValidator) for v in field.validators)
-        if direction == "request" and trims_to_blank and schema.get("type") == "string" and not has_pattern:
-            schema["pattern"] = NOT_ONLY_SPACES
+        if isinstance(field, serializers.ListSerializer) and schema.get("type") == "array":
+            if field.max_length is not None:
+                schema["maxItems"] = field.max_length
+            if field.min_length is not None:
+                schema["minItems"] = field.min_length
+        if direction != "request" or not isinstance(field, serializers.CharField) or schema.get("type") != "string":
+            return schema
+        if not field.allow_blank:
+            schema.setdefault("minLength", 1)
+            has_pattern = "pattern" in schema or any(isinstance(v, RegexValidator) for v in field.validators)
+            if field.trim_whitespace and not has_pattern:
+                schema["pattern"] = NOT_ONLY_SPACES
         return schema
 
     def _map_basic_serializer(self, serializer, direction):

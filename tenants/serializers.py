@@ -114,8 +114,11 @@ class QuotasField(serializers.Field):
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             raise serializers.ValidationError("Expected a JSON object of quota values.")
-        errors = {}
+        errors, quotas = {}, {}
         for name, value in data.items():
+            if isinstance(value, float) and value.is_integer():  # 4.0 is the integer 4 (JSON Schema)
+                value = int(value)
+            quotas[name] = value
             if name not in QUOTAS["ENTERPRISE"]:
                 errors[name] = [f"Unknown quota; use {', '.join(QUOTAS['ENTERPRISE'])}."]
             elif isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -126,7 +129,7 @@ class QuotasField(serializers.Field):
                 errors[name] = ["Must be a Kubernetes quantity such as '16Gi', '500m' or '4'."]
         if errors:
             raise serializers.ValidationError(errors)
-        return data
+        return quotas
 
     def to_representation(self, value):
         return value
