@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from iam.models import ApiKey, Membership, Role, User
+from iam.selectors import is_operator_key
 
 KEY_PREFIX = "mk_"
 
@@ -46,7 +47,50 @@ def api_key_create(*, user: User, tenant=None, name: str = "default") -> IssuedK
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
+    """Revoke a key: every authentication reads revoked_at, so it is refused from the next request on.
+
+    The one way keys are revoked (the API, the admin): a cache of key lookups, if one
+    is ever added to iam.auth, must be invalidated here.
+    """
     ApiKey.objects.filter(id=api_key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+class KeyRefused(Exception):
+    """The caller may not manage this tenant's keys."""
+
+
+class NoKeyOwner(Exception):
+    """The tenant has no active administrator to own a key an operator asks for."""
+
+
+KEYS_MANAGE = "keys.manage"
+
+
+def tenant_key_issue(*, tenant, caller: ApiKey, name: str) -> IssuedKey:
+    """Issue a key of `tenant` for someone who may manage its keys.
+
+    A tenant key needs the keys.manage permission in the tenant (its user's role), and
+    the new key is that user's: no one gets a key with more rights than their own. An
+    operator's new key belongs to the tenant's first administrator.
+    """
+    if is_operator_key(caller):
+        owner = (Membership.objects.filter(tenant=tenant, role__name=Role.ADMIN, user__is_active=True)
+                 .order_by("created_at").select_related("user").first())
+        if owner is None:
+            raise NoKeyOwner("The tenant has no active administrator to own a key.")
+        return api_key_create(user=owner.user, tenant=tenant, name=name)
+    if not may_manage_keys(caller=caller, tenant=tenant):
+        raise KeyRefused(f"This key's user lacks the {KEYS_MANAGE} permission in the tenant.")
+    return api_key_create(user=caller.user, tenant=tenant, name=name)
+
+
+def may_manage_keys(*, caller: ApiKey, tenant) -> bool:
+    if is_operator_key(caller):
+        return True
+    if caller.tenant_id != tenant.id:
+        return False
+    membership = Membership.objects.filter(user_id=caller.user_id, tenant=tenant).select_related("role").first()
+    return membership is not None and KEYS_MANAGE in (membership.role.permissions or [])
 
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)

@@ -12,6 +12,8 @@ import math
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError
+from django.http import JsonResponse
+from django.views import defaults
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -19,6 +21,8 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
+
+from matih.paths import answers_json, not_found_body
 
 log = logging.getLogger("matih.api")
 
@@ -28,12 +32,13 @@ MAX_JSON_DEPTH = 32
 
 
 class BodyError(exceptions.ParseError):
-    """A request body that cannot be read: too large, not JSON, not an object, unstorable text."""
+    """A request body that cannot be read: too large (413), not JSON, not an object, unstorable text (400)."""
 
-    def __init__(self, reason: str, field: str = "body"):
+    def __init__(self, reason: str, field: str = "body", http_status: int = status.HTTP_400_BAD_REQUEST):
         super().__init__(detail=reason)
         self.reason = reason
         self.field = field
+        self.http_status = http_status
 
 
 def _refuse_constant(name: str):
@@ -96,11 +101,12 @@ class BoundedJSONParser(BaseParser):
         limit = settings.MATIH_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        too_large = f"The body is larger than {limit} bytes."
         if declared and declared.isdigit() and int(declared) > limit:
-            raise BodyError(f"The body is larger than {limit} bytes.")
+            raise BodyError(too_large, http_status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
-            raise BodyError(f"The body is larger than {limit} bytes.")
+            raise BodyError(too_large, http_status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
         except RecursionError:
@@ -115,6 +121,16 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "pageSize"
     max_page_size = 500
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {"name": self.page_query_param, "required": False, "in": "query",
+             "description": "The page, from 1; past the last page is a 404.",
+             "schema": {"type": "integer", "minimum": 1}},
+            {"name": self.page_size_query_param, "required": False, "in": "query",
+             "description": f"Results per page (default {self.page_size}, at most {self.max_page_size}).",
+             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size}},
+        ]
 
 
 def error_response(code: str, detail: str, http_status: int, fields: dict | None = None, headers=None) -> Response:
@@ -133,6 +149,8 @@ def _flatten(errors) -> dict:
             for key, inner in value.items():
                 if key == "non_field_errors":  # a nested object's own errors belong to its field
                     walk(prefix or "body", inner)
+                elif isinstance(key, int):  # a list's errors, by the items' positions
+                    walk(f"{prefix}[{key}]", inner)
                 else:
                     walk(f"{prefix}.{key}" if prefix else key, inner)
         elif isinstance(value, list) and value and all(isinstance(v, (str, exceptions.ErrorDetail)) for v in value):
@@ -149,9 +167,8 @@ def _flatten(errors) -> dict:
 
 def exception_handler(exc, context):
     if isinstance(exc, BodyError):
-        return error_response(
-            "invalid_request", f"{exc.field}: {exc.reason}", status.HTTP_400_BAD_REQUEST, {exc.field: [exc.reason]}
-        )
+        code = "payload_too_large" if exc.http_status == status.HTTP_413_REQUEST_ENTITY_TOO_LARGE else "invalid_request"
+        return error_response(code, f"{exc.field}: {exc.reason}", exc.http_status, {exc.field: [exc.reason]})
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         summary = "; ".join(f"{name}: {reasons[0]}" for name, reasons in fields.items())
@@ -205,3 +222,33 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "A MATIH API key: `Authorization: Bearer mk_…`"}
+
+
+# --- Django's error pages (handler400/403/404/500 in matih/urls.py) -----------------------------
+# A view that is not DRF's (the SSE stream, a Django view) or a request refused before
+# any view (a bad Host header) gets these; under /api/ and /ws/ they answer in the error shape.
+
+
+def bad_request(request, exception):
+    if answers_json(request.path):
+        return JsonResponse({"error": "bad_request", "detail": "The request could not be understood."}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception):
+    if answers_json(request.path):
+        return JsonResponse({"error": "forbidden", "detail": "You may not do this."}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception):
+    if answers_json(request.path):
+        return JsonResponse(not_found_body(request.path), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if answers_json(request.path):
+        return JsonResponse({"error": "internal_error", "detail": "An unexpected server error occurred; it has "
+                             "been logged with this request's id."}, status=500)
+    return defaults.server_error(request)

@@ -9,12 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matih.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from matih.observability import redact  # noqa: E402
-from provisioning.live.routing import websocket_urlpatterns  # noqa: E402
+from provisioning.live.routing import websocket_application  # noqa: E402
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -52,6 +52,6 @@ for _name in ("uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.acc
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
-    "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    "websocket": BrowserOriginValidator(AuthMiddlewareStack(websocket_application()),
                                         settings.ALLOWED_HOSTS),
 })

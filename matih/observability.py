@@ -67,6 +67,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+# Label values must be bounded (each is a series kept for the life of the process): a method
+# outside RFC 9110's set counts as "other", a path as its route template, never as itself.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
+def _method_of(request) -> str:
+    return request.method if request.method in STANDARD_METHODS else "other"
+
+
 def _route_of(request) -> str:
     match = getattr(request, "resolver_match", None)
     if match is not None and match.route:
@@ -88,10 +97,10 @@ class RequestContextMiddleware:
         finally:
             request_id_var.reset(token)
         elapsed = time.perf_counter() - started
-        route = _route_of(request)
+        route, method = _route_of(request), _method_of(request)
         response["X-Request-ID"] = request_id
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(method, route).observe(elapsed)
         if route not in ("/healthz", "/metrics"):
             access_log.info(
                 "%s %s %s", request.method, request.path, response.status_code,

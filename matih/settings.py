@@ -211,6 +211,8 @@ MATIH_MAX_BODY_BYTES = env_int("MATIH_MAX_BODY_BYTES", 65536)
 MATIH_WEBHOOK_URLS = env_list("MATIH_WEBHOOK_URLS", "")
 MATIH_WEBHOOK_SECRET = os.environ.get("MATIH_WEBHOOK_SECRET", "")
 MATIH_WEBHOOK_BACKOFF = [float(x) for x in env_list("MATIH_WEBHOOK_BACKOFF", "1,5,30,120,600")]
+# Tenants' webhooks may reach loopback, private and link-local addresses (tests, on-premises installs).
+MATIH_WEBHOOK_ALLOW_PRIVATE = env_bool("MATIH_WEBHOOK_ALLOW_PRIVATE", False)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MATIH_MAX_BODY_BYTES, 2621440)
 
 EMAIL_BACKEND = os.environ.get("MATIH_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -224,19 +226,35 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["matih.api.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "matih.api.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "matih.schema.AutoSchema",
     "EXCEPTION_HANDLER": "matih.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {"signup": MATIH_SIGNUP_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MATIH tenant lifecycle API",
-    "DESCRIPTION": "Register tenants and follow their provisioning.",
+    "DESCRIPTION": (
+        "Register tenants and follow their provisioning. Every path answers with or without its trailing "
+        "slash; ids are UUIDs in either case. Errors have one shape (`Error`). Strings may not contain NUL "
+        "characters (PostgreSQL cannot store them)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "OAS_VERSION": "3.1.0",  # for propertyNames: the names a free-keyed map takes (Azure tags)
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "ENUM_NAME_OVERRIDES": {
+        "TierEnum": "billing.models.Tier", "TenantStatusEnum": "tenants.models.TenantStatus",
+        "JobStatusEnum": "provisioning.models.JobStatus", "StepStatusEnum": "provisioning.models.StepStatus",
+        "DeploymentTypeEnum": "tenants.models.DeploymentType",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "provisioning.live.sse.describe_in_schema",  # a plain async view: not seen by DRF
+    ],
 }
 
 # --- Static files, i18n ---------------------------------------------------------------

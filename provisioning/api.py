@@ -1,25 +1,105 @@
 """HTTP for provisioning: thin views over provisioning.selectors and provisioning.services."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matih.api import error_response
+from billing.models import Tier
 from provisioning import selectors, services
+from provisioning.models import JobStatus, StepStatus
+from tenants.models import TenantStatus
 from tenants.selectors import tenant_visible_to
 
-StatusSchema = inline_serializer("ProvisioningStatus", {
-    "tenantId": serializers.UUIDField(), "jobId": serializers.UUIDField(), "tier": serializers.CharField(),
-    "status": serializers.CharField(), "jobStatus": serializers.CharField(),
-    "currentPhase": serializers.CharField(), "completedPhases": serializers.ListField(child=serializers.CharField()),
-    "remainingPhases": serializers.ListField(child=serializers.CharField()), "progress": serializers.IntegerField(),
-    "startedAt": serializers.DateTimeField(), "estimatedCompletion": serializers.DateTimeField(),
-    "completedAt": serializers.DateTimeField(), "retryCount": serializers.IntegerField(),
-    "maxRetries": serializers.IntegerField(), "nextRetryAt": serializers.DateTimeField(),
-    "errorMessage": serializers.CharField(), "steps": serializers.ListField(child=serializers.DictField()),
-})
+# --- the answers' shapes, for the OpenAPI schema (provisioning.selectors builds the answers) ------------------
+
+
+class StepSchema(serializers.Serializer):
+    name = serializers.CharField()
+    phase = serializers.CharField()
+    status = serializers.ChoiceField(choices=StepStatus.choices)
+    attempts = serializers.IntegerField(min_value=0)
+    startedAt = serializers.DateTimeField(allow_null=True)
+    finishedAt = serializers.DateTimeField(allow_null=True)
+    durationMs = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+    class Meta:
+        ref_name = "ProvisioningStep"
+
+
+class StatusSchema(serializers.Serializer):
+    tenantId = serializers.UUIDField()
+    jobId = serializers.UUIDField(allow_null=True, help_text="Null when the tenant has no job.")
+    tier = serializers.ChoiceField(choices=Tier.choices)
+    status = serializers.ChoiceField(choices=TenantStatus.choices, help_text="The tenant's status.")
+    jobStatus = serializers.ChoiceField(choices=JobStatus.choices, allow_null=True)
+    currentPhase = serializers.CharField(allow_null=True, help_text="A phase of the plan, or COMPLETED.")
+    completedPhases = serializers.ListField(child=serializers.CharField())
+    remainingPhases = serializers.ListField(child=serializers.CharField(), help_text="Excludes the current phase.")
+    progress = serializers.IntegerField(min_value=0, max_value=100, help_text="Never decreases; 100 only when "
+                                        "COMPLETED.")
+    startedAt = serializers.DateTimeField(allow_null=True)
+    estimatedCompletion = serializers.DateTimeField(allow_null=True)
+    completedAt = serializers.DateTimeField(allow_null=True)
+    retryCount = serializers.IntegerField(min_value=0)
+    maxRetries = serializers.IntegerField(min_value=0)
+    nextRetryAt = serializers.DateTimeField(allow_null=True)
+    errorMessage = serializers.CharField(allow_null=True)
+    version = serializers.IntegerField(required=False, help_text="The job's version: grows with every change.")
+    steps = StepSchema(many=True)
+
+    class Meta:
+        ref_name = "ProvisioningStatus"
+
+
+class JobSchema(serializers.Serializer):
+    id = serializers.UUIDField()
+    tier = serializers.ChoiceField(choices=Tier.choices)
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    currentState = serializers.CharField()
+    initiatedBy = serializers.UUIDField(allow_null=True)
+    createdAt = serializers.DateTimeField()
+    startedAt = serializers.DateTimeField(allow_null=True)
+    completedAt = serializers.DateTimeField(allow_null=True)
+    errorMessage = serializers.CharField(allow_null=True)
+    retryCount = serializers.IntegerField(min_value=0)
+    maxRetries = serializers.IntegerField(min_value=0)
+    nextRetryAt = serializers.DateTimeField(allow_null=True)
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    steps = StepSchema(many=True)
+
+    class Meta:
+        ref_name = "ProvisioningJob"
+
+
+class JobListSchema(serializers.Serializer):
+    results = JobSchema(many=True, help_text="Newest first.")
+
+    class Meta:
+        ref_name = "ProvisioningJobList"
+
+
+class EventSchema(serializers.Serializer):
+    seq = serializers.IntegerField(min_value=1)
+    kind = serializers.CharField()
+    step = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_blank=True)
+    data = serializers.DictField()
+    at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "ProvisioningEvent"
+
+
+class EventListSchema(serializers.Serializer):
+    jobId = serializers.UUIDField(allow_null=True, help_text="The latest job's; null when the tenant has none.")
+    results = EventSchema(many=True, help_text="In order of seq.")
+
+    class Meta:
+        ref_name = "ProvisioningEventList"
 
 
 class TenantScopedView(APIView):
@@ -70,6 +150,7 @@ class ProvisioningCancelView(TenantScopedView):
 
 
 class ProvisioningJobsView(TenantScopedView):
+    @extend_schema(responses={200: JobListSchema})
     def get(self, request, tenant_id):
         tenant = self.tenant_or_404(request, tenant_id)
         if tenant is None:
@@ -78,7 +159,11 @@ class ProvisioningJobsView(TenantScopedView):
 
 
 class ProvisioningEventsView(TenantScopedView):
-    @extend_schema(parameters=[OpenApiParameter("after", int, description="Only events with a greater seq.")])
+    @extend_schema(
+        parameters=[OpenApiParameter("after", {"type": "integer", "minimum": 0}, description="Only events with a "
+                                     "greater seq (default 0: from the first).")],
+        responses={200: EventListSchema},
+    )
     def get(self, request, tenant_id):
         tenant = self.tenant_or_404(request, tenant_id)
         if tenant is None:

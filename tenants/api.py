@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import permissions, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -12,19 +12,25 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from iam.selectors import is_operator_key
 from matih.api import error_response
 from tenants import selectors
-from tenants.serializers import RegistrationResponseSerializer, TenantRegistrationSerializer, TenantSerializer
+from tenants.serializers import (
+    REGISTRATION_VARIANTS,
+    RegistrationResponseSerializer,
+    TenantListQuerySerializer,
+    TenantRegistrationSerializer,
+    TenantSerializer,
+)
 from tenants.services import Idempotency, IdempotencyConflict, Registration, SlugTaken, register_tenant
 
 MAX_IDEMPOTENCY_KEY = 255
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_IDEMPOTENCY_KEY)
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,%d}$" % MAX_IDEMPOTENCY_KEY)
 
 
 def is_operator(request) -> bool:
-    api_key = request.auth
-    if api_key is not None:
-        return api_key.is_operator and request.user.is_staff
+    if request.auth is not None:
+        return is_operator_key(request.auth)
     return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
@@ -80,12 +86,25 @@ class TenantListCreate(ListAPIView):
     serializer_class = TenantSerializer
 
     def get_queryset(self):
-        return selectors.tenants_visible_to(self.request.auth)
+        query = TenantListQuerySerializer(data=self.request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        return selectors.tenants_matching(self.request.auth, **query.validated_data)
+
+    @extend_schema(parameters=[TenantListQuerySerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        request=TenantRegistrationSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="TenantRegistration", serializers=REGISTRATION_VARIANTS, resource_type_field_name="tier"),
         responses={201: RegistrationResponseSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+                                "pattern": IDEMPOTENCY_KEY_PATTERN.pattern}, OpenApiParameter.HEADER, required=False,
+            description="The same key with the same body answers the first registration again (for 24 hours); "
+                        "with another body it is a 409.")],
+        description="Operators register tenants (anyone, throttled, when MATIH_OPEN_SIGNUP=true). Unknown fields "
+                    "are refused; every refused field is named in `fields`.",
     )
     def post(self, request):
         idempotency_key = request.headers.get("Idempotency-Key")
@@ -124,10 +143,23 @@ class TenantListCreate(ListAPIView):
         return request.META.get("REMOTE_ADDR", "")
 
 
+def tenant_not_found() -> Response:
+    return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
+
+
 class TenantDetail(APIView):
     @extend_schema(responses={200: TenantSerializer})
     def get(self, request, tenant_id):
         tenant = selectors.tenant_visible_to(request.auth, tenant_id)
         if tenant is None:
-            return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
+            return tenant_not_found()
+        return Response(TenantSerializer(tenant).data)
+
+
+class TenantBySlug(APIView):
+    @extend_schema(responses={200: TenantSerializer})
+    def get(self, request, slug):
+        tenant = selectors.tenant_by_slug_visible_to(request.auth, slug)
+        if tenant is None:
+            return tenant_not_found()
         return Response(TenantSerializer(tenant).data)

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from iam.models import User
 from provisioning.models import ProvisioningJob
-from provisioning.engine.plans import ALL_STEP_NAMES
+from provisioning.engine.plans import ALL_STEP_NAMES, plan_for
 from tenants import services
 from tenants.models import Tenant
 from tests.registration_rows import NOTHING, control_plane_rows
@@ -353,12 +353,13 @@ def test_every_field_error_is_reported_at_once(operator_client):
 
 
 @pytest.mark.django_db
-def test_oversized_body_is_400(operator_client, registration_body):
+def test_oversized_body_is_413_naming_the_body(operator_client, registration_body):
     body = {**registration_body, "settings": {"padding": "x" * settings.MATIH_MAX_BODY_BYTES}}
 
     response = post_raw(operator_client, json.dumps(body))
 
-    assert_field_error(response, "body", "larger than")
+    fields = assert_error(response, 413, "payload_too_large")["fields"]
+    assert any("larger than" in reason for reason in fields["body"]), fields
     assert control_plane_rows() == NOTHING
 
 
@@ -433,7 +434,7 @@ def test_odd_input_is_a_400_never_a_500(operator_client, body):
 
 @pytest.mark.django_db
 def test_a_valid_fault_injection_from_an_operator_is_accepted(operator_client, registration_body):
-    step = sorted(ALL_STEP_NAMES)[0]
+    step = plan_for(registration_body["tier"]).step_names[-1]
     simulate = {"faults": {step: {"mode": "transient", "times": 2}}, "timeScale": 0.001}
 
     response = operator_client.post(URL, {**registration_body, "simulate": simulate}, format="json")

@@ -99,3 +99,41 @@ async def status_events(tenant_id: str, *, heartbeat: float = HEARTBEAT_SECONDS)
                 yield _event(snapshot)
     finally:
         await live.unsubscribe_tenant(tenant_id, latest)
+
+
+# --- the OpenAPI schema (a plain async view: drf-spectacular does not see it) ----------------------------------
+
+STREAM_PATH = "/api/v1/tenants/{tenant_id}/provisioning/status/stream"
+
+
+def describe_in_schema(result, generator, request, public):
+    """drf-spectacular postprocessing hook: add the stream's operation, media type text/event-stream."""
+    from matih.schema import error_responses
+
+    status_ref = {"$ref": "#/components/schemas/ProvisioningStatus"}
+    security = next((operation["security"] for item in result["paths"].values() for operation in item.values()
+                     if isinstance(operation, dict) and "security" in operation), None)
+    operation = {
+        "operationId": "provisioning_status_stream",
+        "summary": "The provisioning status as server-sent events",
+        "description": (
+            "The status now, then one event per change, until the job's terminal status; a comment line "
+            f"(`: heartbeat`) every {HEARTBEAT_SECONDS:.0f} s while nothing changes. Each event's `data` is "
+            "the status (as GET .../provisioning/status) as JSON, its `id` is `<jobId>:<version>`; the first "
+            f"event carries `retry: {RECONNECT_MILLISECONDS}`. Same authentication and scoping as the REST API."
+        ),
+        "tags": ["tenants"],
+        "parameters": [{"in": "path", "name": "tenant_id", "required": True,
+                        "schema": {"type": "string", "format": "uuid"}}],
+        "responses": {
+            "200": {"description": "An event stream of statuses.", "content": {"text/event-stream": {
+                "schema": {"type": "string", "description": "`id: <jobId>:<version>` and `data: <status JSON>`",
+                           "x-event-data": status_ref},
+                "example": 'retry: 3000\nid: 4f6c…:7\ndata: {"tenantId": "…", "status": "PROVISIONING", …}\n\n'}}},
+            **error_responses([401, 404]),
+        },
+    }
+    if security:
+        operation["security"] = security
+    result["paths"][STREAM_PATH] = {"get": operation}
+    return result
