@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from matih.api import error_response
 from billing.models import Tier
 from provisioning import selectors, services
-from provisioning.models import JobStatus, StepStatus
+from provisioning.models import JobKind, JobStatus, StepStatus
 from tenants.models import TenantStatus
 from tenants.selectors import tenant_visible_to
 
@@ -32,7 +32,11 @@ class StepSchema(serializers.Serializer):
 
 class StatusSchema(serializers.Serializer):
     tenantId = serializers.UUIDField()
-    jobId = serializers.UUIDField(allow_null=True, help_text="Null when the tenant has no job.")
+    jobId = serializers.UUIDField(allow_null=True, help_text="The tenant's latest job, of any kind; null when it has "
+                                                            "none.")
+    kind = serializers.ChoiceField(choices=JobKind.choices, allow_null=True, help_text="What the job does.")
+    fromTier = serializers.ChoiceField(choices=Tier.choices, allow_null=True, help_text="A tier change's former tier.")
+    toTier = serializers.ChoiceField(choices=Tier.choices, allow_null=True, help_text="A tier change's new tier.")
     tier = serializers.ChoiceField(choices=Tier.choices)
     status = serializers.ChoiceField(choices=TenantStatus.choices, help_text="The tenant's status.")
     jobStatus = serializers.ChoiceField(choices=JobStatus.choices, allow_null=True)
@@ -57,9 +61,12 @@ class StatusSchema(serializers.Serializer):
 
 class JobSchema(serializers.Serializer):
     id = serializers.UUIDField()
-    tier = serializers.ChoiceField(choices=Tier.choices)
+    kind = serializers.ChoiceField(choices=JobKind.choices)
+    fromTier = serializers.ChoiceField(choices=Tier.choices, allow_null=True)
+    toTier = serializers.ChoiceField(choices=Tier.choices, allow_null=True)
+    tier = serializers.ChoiceField(choices=Tier.choices, help_text="The tier the job's plan is for.")
     status = serializers.ChoiceField(choices=JobStatus.choices)
-    currentState = serializers.CharField()
+    currentPhase = serializers.CharField(help_text="A phase of the job's plan, or COMPLETED.")
     initiatedBy = serializers.UUIDField(allow_null=True)
     createdAt = serializers.DateTimeField()
     startedAt = serializers.DateTimeField(allow_null=True)
@@ -117,20 +124,6 @@ class ProvisioningStatusView(TenantScopedView):
         if tenant is None:
             return self.not_found()
         return Response(selectors.provisioning_status(tenant))
-
-
-class ProvisioningRetryView(TenantScopedView):
-    @extend_schema(request=None, responses={202: StatusSchema})
-    def post(self, request, tenant_id):
-        tenant = self.tenant_or_404(request, tenant_id)
-        if tenant is None:
-            return self.not_found()
-        try:
-            services.retry(tenant=tenant, initiated_by=request.user)
-        except services.ActionRefused as exc:
-            return error_response("conflict", str(exc), status.HTTP_409_CONFLICT)
-        tenant.refresh_from_db()
-        return Response(selectors.provisioning_status(tenant), status=status.HTTP_202_ACCEPTED)
 
 
 class ProvisioningCancelView(TenantScopedView):

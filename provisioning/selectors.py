@@ -226,3 +226,12 @@ def events_of(job: ProvisioningJob, *, after: int = 0, limit: int = 500) -> list
     events = ProvisioningEvent.objects.filter(job=job, seq__gt=after).order_by("seq")[:limit]
     return [{"seq": e.seq, "kind": e.kind, "step": e.step or None, "message": e.message, "data": e.data,
              "at": _iso(e.created_at)} for e in events]
+
+
+def resources_of(tenant: Tenant) -> list[dict]:
+    """What the tenant has now, by the inventory (what its steps made and nothing has removed since)."""
+    from provisioning.models import TenantResource
+
+    rows = TenantResource.objects.filter(tenant=tenant, removed_at__isnull=True).order_by("created_at", "id")
+    return [{"kind": r.kind, "name": r.name, "location": r.location, "step": r.step, "jobId": str(r.job_id),
+             "createdAt": _iso(r.created_at)} for r in rows]

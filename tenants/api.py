@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from iam.selectors import is_operator_key
 from matih.api import error_response
+from provisioning.lifecycle_api import DeleteTenant, delete_tenant_schema
 from tenants import selectors
 from tenants.serializers import (
     REGISTRATION_VARIANTS,
@@ -154,6 +155,11 @@ class TenantDetail(APIView):
         if tenant is None:
             return tenant_not_found()
         return Response(TenantSerializer(tenant).data)
+
+    @delete_tenant_schema
+    def delete(self, request, tenant_id):
+        """PENDING_DELETION until the grace period ends, then deprovisioned (provisioning.lifecycle_api)."""
+        return DeleteTenant().handle(request, tenant_id)
 
 
 class TenantBySlug(APIView):

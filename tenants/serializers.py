@@ -398,6 +398,12 @@ class TenantSerializer(serializers.ModelSerializer):
     kubernetesNamespace = serializers.CharField(source="kubernetes_namespace", allow_null=True)
     azureAksClusterName = serializers.CharField(source="azure_aks_cluster_name", allow_null=True)
     dnsZone = serializers.CharField(source="dns_zone", allow_null=True)
+    suspendedAt = serializers.DateTimeField(source="suspended_at", allow_null=True)
+    suspensionReason = serializers.CharField(source="suspension_reason", allow_blank=True)
+    deletionScheduledAt = serializers.DateTimeField(source="deletion_scheduled_at", allow_null=True,
+                                                    help_text="When a tenant PENDING_DELETION is deprovisioned; "
+                                                              "it can be restored until then.")
+    deletedAt = serializers.DateTimeField(source="deleted_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
 
     class Meta:
@@ -405,7 +411,7 @@ class TenantSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "slug", "tier", "status", "region", "adminEmail", "provisioningStartedAt",
             "provisionedAt", "deploymentType", "kubernetesNamespace", "azureAksClusterName", "dnsZone",
-            "createdAt",
+            "suspendedAt", "suspensionReason", "deletionScheduledAt", "deletedAt", "createdAt",
         ]
         read_only_fields = fields
 

@@ -117,7 +117,7 @@ def test_registration_answers_the_tenant_record_with_key_and_job(operator_client
     assert set(body) == {
         "id", "name", "slug", "tier", "status", "region", "adminEmail", "provisioningStartedAt", "provisionedAt",
         "deploymentType", "kubernetesNamespace", "azureAksClusterName", "dnsZone", "createdAt", "adminApiKey",
-        "provisioningJobId",
+        "provisioningJobId", "suspendedAt", "suspensionReason", "deletionScheduledAt", "deletedAt",
     }
 
 
