@@ -17,12 +17,12 @@ from provisioning.selectors import STATS_WINDOW
 
 class ProvisioningCollector:
     def collect(self):
-        jobs = GaugeMetricFamily("matih_provisioning_jobs", "Provisioning jobs by status and tier",
-                                 labels=["status", "tier"])
+        jobs = GaugeMetricFamily("matih_provisioning_jobs", "Jobs by status, kind (the operation) and tier",
+                                 labels=["status", "kind", "tier"])
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT status, tier, count(*) FROM {ProvisioningJob._meta.db_table} GROUP BY 1, 2")
-            for status, tier, count in cursor.fetchall():
-                jobs.add_metric([status, tier], count)
+            cursor.execute(f"SELECT status, kind, tier, count(*) FROM {ProvisioningJob._meta.db_table} GROUP BY 1, 2, 3")
+            for status, kind, tier, count in cursor.fetchall():
+                jobs.add_metric([status, kind, tier], count)
             cursor.execute(
                 f"SELECT name, status, count(*), coalesce(sum(attempts), 0), coalesce(sum(duration_ms), 0) "
                 f"FROM {StepRun._meta.db_table} WHERE finished_at >= %s GROUP BY 1, 2",

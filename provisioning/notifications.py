@@ -34,7 +34,7 @@ from django.core.mail import send_mail
 from django.db.models import F
 from django.utils import timezone
 
-from provisioning.models import JobStatus, ProvisioningJob, WebhookDelivery
+from provisioning.models import JobKind, JobStatus, ProvisioningJob, WebhookDelivery
 
 log = logging.getLogger("matih.notifications")
 
@@ -192,9 +192,20 @@ def _pinned_request(url: str) -> tuple[str, dict, dict]:
     return str(pinned), {"Host": target.netloc.decode("ascii")}, {"sni_hostname": host}
 
 
+# One event name per operation's end: "{operation}.{completed|failed|cancelled}".
+OPERATION_NOUNS = {
+    JobKind.PROVISION: "provisioning", JobKind.CHANGE_TIER: "tier_change", JobKind.SUSPEND: "suspension",
+    JobKind.ACTIVATE: "activation", JobKind.DEPROVISION: "deprovisioning",
+}
+
+
+def event_name(job: ProvisioningJob) -> str:
+    return f"{OPERATION_NOUNS[job.kind]}.{job.status.lower()}"
+
+
 def _payload(job: ProvisioningJob) -> dict:
     return {
-        "event": f"provisioning.{job.status.lower()}",
+        "event": event_name(job), "kind": job.kind, "fromTier": job.from_tier, "toTier": job.to_tier,
         "tenantId": str(job.tenant_id), "slug": job.tenant.slug, "tier": job.tier, "jobId": str(job.id),
         "jobStatus": job.status, "tenantStatus": job.tenant.status,
         "completedAt": job.completed_at.isoformat() if job.completed_at else None,
@@ -220,13 +231,30 @@ def notify_job_finished(job_id) -> None:
             deliver_webhook.delay(delivery.id)
 
 
+EMAIL_SUBJECTS = {
+    (JobKind.PROVISION, True): "Your MATIH tenant {slug} is ready",
+    (JobKind.PROVISION, False): "Provisioning of your MATIH tenant {slug} did not finish",
+    (JobKind.CHANGE_TIER, True): "Your MATIH tenant {slug} is now {tier}",
+    (JobKind.CHANGE_TIER, False): "The tier change of your MATIH tenant {slug} did not finish",
+    (JobKind.SUSPEND, True): "Your MATIH tenant {slug} is suspended",
+    (JobKind.SUSPEND, False): "The suspension of your MATIH tenant {slug} did not finish",
+    (JobKind.ACTIVATE, True): "Your MATIH tenant {slug} is active again",
+    (JobKind.ACTIVATE, False): "The activation of your MATIH tenant {slug} did not finish",
+    (JobKind.DEPROVISION, False): "The deletion of your MATIH tenant {slug} did not finish",
+}
+
+
 def _send_email(job: ProvisioningJob) -> None:
+    """The tenant's admin hears how the operation ended (not after a deletion: the address is gone)."""
     tenant = job.tenant
-    if job.status == JobStatus.COMPLETED:
-        subject = f"Your MATIH tenant {tenant.slug} is ready"
-        body = f"Tenant {tenant.name} ({tenant.slug}, {job.tier}) finished provisioning and is ACTIVE."
+    completed = job.status == JobStatus.COMPLETED
+    subject = EMAIL_SUBJECTS.get((job.kind, completed))
+    if subject is None or tenant.status == "DELETED":
+        return
+    subject = subject.format(slug=tenant.slug, tier=job.tier)
+    if completed:
+        body = f"Tenant {tenant.name} ({tenant.slug}, {tenant.tier}) is {tenant.status}: {job.kind} completed."
     else:
-        subject = f"Provisioning of your MATIH tenant {tenant.slug} did not finish"
         body = f"Tenant {tenant.name} ({tenant.slug}) is {tenant.status}.\n\n{job.error_message}"
     try:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [tenant.admin_email], fail_silently=False)

@@ -45,3 +45,47 @@ def test_every_printed_manifest_validates_and_quotas_match_the_reference(tier, m
 def test_plan_refuses_a_bad_slug():
     with pytest.raises(CommandError):
         call_command("provision_plan", tier="FREE", slug="Bad_Slug")
+
+
+def _plan_text(monkeypatch, **options) -> str:
+    import sys
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", buffer)
+    call_command("provision_plan", slug="acme", **options)
+    return buffer.getvalue()
+
+
+def test_a_tier_change_previews_its_plan_and_the_manifests_of_the_tier_it_ends_at(monkeypatch):
+    text = _plan_text(monkeypatch, operation="CHANGE_TIER", from_tier="FREE", to_tier="PROFESSIONAL")
+    assert "phases VALIDATING_CHANGE -> CONFIGURING_QUOTAS -> DEPLOYING_SERVICES -> VERIFYING_CONNECTIVITY" in text
+    assert "SWITCH_TENANT_INGRESS after UPGRADE_CORE_SERVICES, DEPLOY_INGRESS_CONTROLLER, CREATE_DNS_ZONE" in text
+    assert "undone by: put the former tier's quotas back" in text
+    documents = [doc for doc in yaml.safe_load_all(text) if doc]
+    quota = next(doc for doc in documents if doc["kind"] == "ResourceQuota")
+    assert quota["spec"]["hard"] == QUOTAS["PROFESSIONAL"]
+    for doc in documents:
+        if not doc["apiVersion"].startswith("monitoring.coreos.com"):
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    assert "Helm release acme-data: chart data-services" in text and "Azure DNS: child zone acme." in text
+
+
+@pytest.mark.parametrize("operation, steps", [
+    ("SUSPEND", ["SCALE_DOWN_WORKLOADS", "SUSPEND_QUOTA after SCALE_DOWN_WORKLOADS", "BLOCK_INGRESS"]),
+    ("ACTIVATE", ["UNBLOCK_INGRESS", "SCALE_UP_WORKLOADS after RESTORE_QUOTA", "VERIFY_CONNECTIVITY"]),
+    ("DEPROVISION", ["EXPORT_TENANT_DATA", "DESTROY_DEDICATED_CLUSTER after DELETE_TENANT_NAMESPACE", "SCAN_LEFTOVERS"]),
+])
+def test_every_operation_previews_its_phases_and_steps(monkeypatch, operation, steps):
+    text = _plan_text(monkeypatch, operation=operation, tier="ENTERPRISE")
+    assert f"{operation} ({operation}:ENTERPRISE)" in text
+    for step in steps:
+        assert f"#   {step}" in text, text
+    if operation == "DEPROVISION":
+        assert "(forward only: retried, never undone)" in text and "undone by" not in text
+
+
+def test_a_change_with_no_plan_is_refused_with_the_reason(monkeypatch):
+    with pytest.raises(CommandError, match="ENTERPRISE tenant cannot move to a shared tier"):
+        _plan_text(monkeypatch, operation="CHANGE_TIER", from_tier="ENTERPRISE", to_tier="FREE")
+    with pytest.raises(CommandError, match="CHANGE_TIER takes --from and --to"):
+        _plan_text(monkeypatch, operation="CHANGE_TIER", tier="FREE")

@@ -165,7 +165,7 @@ def test_metrics_report_jobs_and_steps_from_the_database(client, operator_client
     StepRun.objects.filter(job=job, name="VALIDATE_INPUT").update(
         status="SUCCEEDED", attempts=2, duration_ms=1500, finished_at=timezone.now(), succeeded_at=timezone.now())
     text = client.get("/metrics").content.decode()
-    assert 'matih_provisioning_jobs{status="PENDING",tier="FREE"} 1.0' in text
+    assert 'matih_provisioning_jobs{kind="PROVISION",status="PENDING",tier="FREE"} 1.0' in text
     assert 'matih_provisioning_step_attempts_total{status="SUCCEEDED",step="VALIDATE_INPUT"} 2.0' in text
     assert 'matih_provisioning_step_duration_seconds_sum{status="SUCCEEDED",step="VALIDATE_INPUT"} 1.5' in text
     assert "matih_http_requests_total" in text

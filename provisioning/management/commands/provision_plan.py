@@ -1,9 +1,14 @@
-"""Print what the real backend would apply for a tenant, touching nothing.
+"""Print what the real backend would do to a tenant for an operation, touching nothing.
 
-Every Kubernetes manifest (one YAML stream), every Helm release (name, chart,
-values) with its rendered manifests, the DNS records, and for ENTERPRISE the
-Terraform files and variables. The drivers build these with the same code
-their ensure_* methods apply.
+    provision_plan --tier PROFESSIONAL --slug acme                    # provisioning (the default)
+    provision_plan --operation CHANGE_TIER --from FREE --to PROFESSIONAL --slug acme
+    provision_plan --operation SUSPEND|ACTIVATE|DEPROVISION --tier PROFESSIONAL --slug acme
+
+First the operation's plan: its phases, each step with what it waits for and what undoes it.
+Then what the plan applies at the tier it ends at: every Kubernetes manifest (one YAML stream),
+every Helm release it installs or upgrades (name, chart, values) with its rendered manifests,
+the DNS records, and where Terraform runs its files and variables. The drivers build these
+with the same code their ensure_* methods apply.
 """
 from __future__ import annotations
 
@@ -30,13 +35,28 @@ class Command(BaseCommand):
     help = "Print every manifest, Helm release, DNS record and Terraform file for a tenant (touches nothing)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--tier", required=True, choices=[plan.tier for plan in P.PLANS.values()
-                                                              if plan.kind == P.Kind.PROVISION])
+        tiers = sorted({plan.tier for plan in P.PLANS.values()})
+        parser.add_argument("--operation", default=P.Kind.PROVISION, choices=list(P.Kind.ALL),
+                            help="The job's kind (default PROVISION).")
+        parser.add_argument("--tier", choices=tiers, help="The tenant's tier (every operation but CHANGE_TIER).")
+        parser.add_argument("--from", dest="from_tier", choices=tiers, help="CHANGE_TIER: the tier it has.")
+        parser.add_argument("--to", dest="to_tier", choices=tiers, help="CHANGE_TIER: the tier it moves to.")
         parser.add_argument("--slug", required=True)
         parser.add_argument("--region", default=None)
         parser.add_argument("--admin-email", default=None)
 
-    def handle(self, *args, tier: str, slug: str, region: str | None, admin_email: str | None, **options):
+    def handle(self, *args, operation: str, tier: str | None, from_tier: str | None, to_tier: str | None,
+               slug: str, region: str | None, admin_email: str | None, **options):
+        if operation == P.Kind.CHANGE_TIER:
+            if not from_tier or not to_tier or tier:
+                raise CommandError("CHANGE_TIER takes --from and --to (not --tier).")
+            if not P.has_plan(operation, to_tier, from_tier):
+                raise CommandError(f"No plan moves {from_tier} to {to_tier}"
+                                   + (" (an ENTERPRISE tenant cannot move to a shared tier)."
+                                      if from_tier == "ENTERPRISE" else "."))
+            tier = to_tier
+        elif not tier or from_tier or to_tier:
+            raise CommandError(f"{operation} takes --tier (not --from or --to).")
         if not SLUG_PATTERN.match(slug) or not 3 <= len(slug) <= 63 or slug in RESERVED_SLUGS:
             raise CommandError(f"'{slug}' is not a usable tenant slug (a DNS label of 3-63 characters, not reserved).")
         region = region or settings.MATIH_REGIONS[0]
@@ -48,18 +68,30 @@ class Command(BaseCommand):
         spec = tenant_spec(tenant_id="00000000-0000-0000-0000-000000000000", slug=slug, tier=tier, region=region,
                            admin_email=admin_email or f"admin@{slug}.example.com", cluster=cluster)
         tenant = Tenant(id=spec.tenant_id, slug=slug, tier=tier, region=region, admin_email=spec.admin_email)
-        ctx = StepContext(job_id="plan", tenant=tenant, tenant_settings={}, job_context={}, backend=backend)
-        plan = P.plan_for(tier)
+        plan = P.plan_of(operation, tier, from_tier if operation == P.Kind.CHANGE_TIER else None)
+        ctx = StepContext(job_id="plan", tenant=tenant, tenant_settings={}, job_context={}, backend=backend, plan=plan)
         out = sys.stdout
 
         def section(title: str) -> None:
             out.write(f"# ==== {title}\n")
 
-        section(f"tenant {slug}: tier {tier}, region {region}, namespace {spec.namespace}, "
+        change = f"from {from_tier} to {tier}" if operation == P.Kind.CHANGE_TIER else f"tier {tier}"
+        section(f"tenant {slug}: {operation} ({plan.key}), {change}, region {region}, namespace {spec.namespace}, "
                 f"phases {' -> '.join(plan.phases)}")
-        section("Kubernetes manifests")
+        for phase in plan.phases:
+            out.write(f"# {phase}" + (" (forward only: retried, never undone)" if plan.is_forward_only(phase) else "")
+                      + "\n")
+            for step in plan.steps_of(phase):
+                waits = f" after {', '.join(step.after)}" if step.after else ""
+                undo = f"; undone by: {step.compensation}" if step.compensation and not plan.is_forward_only(phase) \
+                    else ""
+                out.write(f"#   {step.name}{waits}{undo}\n")
+        if operation not in (P.Kind.PROVISION, P.Kind.CHANGE_TIER):
+            return  # suspension, activation and deprovisioning apply no new manifests
+        section(f"Kubernetes manifests at {tier}")
         out.write(yaml.safe_dump_all(backend.kubernetes.manifests(spec), sort_keys=False))
-        for step_name in (s.name for s in plan.steps if s.name in RELEASES):
+        installs = {C.UPGRADE_CORE_SERVICES: C.DEPLOY_CORE_SERVICES}
+        for step_name in (installs.get(s.name, s.name) for s in plan.steps if installs.get(s.name, s.name) in RELEASES):
             release, chart = RELEASES[step_name]
             name = f"{slug}-{release}"
             values = _values(ctx, chart)
@@ -67,7 +99,7 @@ class Command(BaseCommand):
             out.write("# values:\n" + "".join(f"#   {line}\n" for line in
                                               yaml.safe_dump(values, sort_keys=False).splitlines()))
             out.write("---\n" + yaml.safe_dump_all(backend.helm.render(spec, name, chart, values), sort_keys=False))
-        if C.CREATE_DNS_ZONE in plan.step_names:
+        if C.CREATE_DNS_ZONE in plan.step_names or C.CUT_OVER_DNS in plan.step_names:
             section(f"Azure DNS: child zone {spec.dns_zone}, delegation in {spec.parent_zone}")
             for record in backend.dns.records(spec, PLAN_INGRESS_IP):
                 out.write(f"# {json.dumps(record)}\n")
