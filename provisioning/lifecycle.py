@@ -226,12 +226,13 @@ def restore(*, tenant: Tenant, initiated_by=None) -> Tenant:
     return Tenant.objects.get(id=tenant.id)
 
 
-def start_deprovision(*, tenant: Tenant, initiated_by=None) -> ProvisioningJob | None:
+def start_deprovision(*, tenant: Tenant, initiated_by=None, now=None) -> ProvisioningJob | None:
     """The grace period passed: the DEPROVISION job (the sweeper's; None if the tenant moved on meanwhile)."""
+    now = now or timezone.now()
     with transaction.atomic():
         tenant = _locked(tenant)
         if tenant.status != T.PENDING_DELETION or tenant.deletion_scheduled_at is None \
-                or tenant.deletion_scheduled_at > timezone.now() or _open_job(tenant) is not None:
+                or tenant.deletion_scheduled_at > now or _open_job(tenant) is not None:
             return None
         return start_job(tenant=tenant, kind=Kind.DEPROVISION, tier=tenant.tier, context=_context(tenant),
                          initiated_by=initiated_by)

@@ -110,7 +110,7 @@ def start_due_deletions(*, now) -> list[str]:
 
     started = []
     for tenant in deletions_due(now=now):
-        job = start_deprovision(tenant=tenant)
+        job = start_deprovision(tenant=tenant, now=now)
         if job is not None:
             started.append(str(job.id))
     return started
