@@ -69,7 +69,7 @@ class ProvisioningJob(models.Model):
     # Key-value metadata: tenant slug, cluster name, fault injection, step outputs' summary.
     context = models.JSONField(default=dict, blank=True)
     # Who runs the job now, until when. A lapsed lease on a RUNNING job means its worker died.
-    lease_owner = models.CharField(max_length=100, blank=True, default="")
+    lease_owner = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Bumped by every transition; the compare-and-swap token of the job row.
     version = models.PositiveIntegerField(default=0)
@@ -138,7 +138,7 @@ class StepRun(models.Model):
     # Set once the step has succeeded; kept through compensation (progress never goes back).
     succeeded_at = models.DateTimeField(null=True, blank=True)
     # The claim: which task runs it, until when. A lapsed lease means its worker died.
-    claimed_by = models.CharField(max_length=100, blank=True, default="")
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     # The external ids the step created, recorded before the next step starts.

@@ -81,15 +81,54 @@ START = sql_transition([S.PENDING], S.RUNNING)
 COMPLETE = sql_transition([S.RUNNING], S.COMPLETED)
 IS_RUNNING = sql_status_in([S.RUNNING])
 
-_LOAD_COLUMNS = """
-    j.{status}, j.kind, j.tier, j.from_tier, j.context, j.version, j.succeeded_steps,
+# Which plan a job follows, from its row (provisioning.engine.plans.plan_key, in SQL).
+PLAN_KEY_SQL = ("CASE WHEN kind = 'CHANGE_TIER' THEN kind || ':' || from_tier || '->' || tier "
+                "ELSE kind || ':' || tier END")
+
+# The load of a phase also claims its root steps (those that wait for no other step of the
+# phase): one statement to start a phase, not one plus one per step. Each claimed step gets
+# its own token, lease and step.started event (seq: the job's version after its claim).
+LAPSED_TIME = ("elapsed_ms + CASE WHEN status = '{running}' "
+               "THEN greatest(0, (extract(epoch FROM now() - started_at) * 1000)::int) ELSE 0 END"
+               ).format(running=StepStatus.RUNNING)
+
+_CLAIM_ROOTS = f"""
+claimed_old AS (
+    UPDATE {STEP_TABLE} SET status = '{StepStatus.RUNNING}', attempts = attempts + 1, started_at = now(),
+        finished_at = NULL, duration_ms = NULL, error = '', claimed_by = %(owner)s || ':' || name,
+        lease_expires_at = %(lease)s, elapsed_ms = {LAPSED_TIME}
+    WHERE job_id = %(job)s AND phase = %(phase)s
+      AND name = ANY(ARRAY(SELECT r.name FROM unnest(%(root_plans)s::varchar[], %(root_names)s::varchar[])
+                                               AS r(plan, name)
+                           WHERE r.plan = (SELECT {PLAN_KEY_SQL} FROM {JOB_TABLE} WHERE id = %(job)s)))
+      AND (status = '{StepStatus.PENDING}' OR (status = '{StepStatus.RUNNING}' AND lease_expires_at < now()))
+      AND EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE id = %(job)s AND {IS_RUNNING})
+    RETURNING id, name, attempts, started_at
+), counted_old AS (
+    SELECT count(*) AS n FROM claimed_old
+), bumped AS (
+    UPDATE {JOB_TABLE} SET version = version + (SELECT n FROM counted_old), updated_at = now(),
+        lease_expires_at = CASE WHEN lease_expires_at IS NULL OR lease_expires_at < %(renew_before)s
+                                THEN %(lease)s ELSE lease_expires_at END
+    WHERE id = %(job)s AND {IS_RUNNING} AND (SELECT n FROM counted_old) > 0
+    RETURNING version
+), claimed_old_events AS (
+    {event_sql(source="bumped, (SELECT *, row_number() OVER (ORDER BY name) AS rn FROM claimed_old) c",
+               seq="bumped.version - (SELECT n FROM counted_old) + c.rn", kind="'step.started'", step="c.name",
+               message="c.name || ' started.'", data="jsonb_build_object('attempt', c.attempts)")}
+)"""
+
+_SELECT_PHASE = """
     t.id, t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values,
     coalesce((SELECT json_agg(json_build_array(s.name, s.status, s.lease_expires_at < now()))
-              FROM {steps} s WHERE s.job_id = j.id AND s.phase = %(phase)s), '[]'::json)
-"""
+              FROM {steps} s WHERE s.job_id = j.id AND s.phase = %(phase)s), '[]'::json)"""
 
 LOAD_SQL = f"""
-SELECT {_LOAD_COLUMNS.format(status="status", steps=STEP_TABLE)}
+WITH {_CLAIM_ROOTS.strip()}
+SELECT j.status, j.kind, j.tier, j.from_tier, j.context, coalesce((SELECT version FROM bumped), j.version),
+    j.succeeded_steps, {_SELECT_PHASE.format(steps=STEP_TABLE).strip()},
+    false,
+    coalesce((SELECT json_agg(json_build_array(id, name, attempts, started_at)) FROM claimed_old), '[]'::json)
 FROM {JOB_TABLE} j
 JOIN tenants_tenant t ON t.id = j.tenant_id
 LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = j.tenant_id
@@ -97,43 +136,59 @@ WHERE j.id = %(job)s
 """
 
 # The first phase starts a PENDING job in the same statement: PENDING -> RUNNING, its plan's
-# steps made, its event. The SELECT does not see what its CTEs wrote (one snapshot), so when it
-# started the job it reports RUNNING and the phase's steps PENDING itself. Which plan the job
-# follows is read from its row: the steps of every plan that begins with this phase are
-# parameters, and only the job's plan's are inserted.
-PLAN_KEY_SQL = ("CASE WHEN kind = 'CHANGE_TIER' THEN kind || ':' || from_tier || '->' || tier "
-                "ELSE kind || ':' || tier END")
-
+# steps made (its first phase's roots made claimed), its events. Which plan the job follows is
+# read from its row: the steps of every plan that begins with this phase are parameters, and
+# only the job's plan's are inserted. The SELECT does not see what its CTEs wrote (one
+# snapshot), so when it started the job it reports RUNNING and the phase's steps itself.
 START_AND_LOAD_SQL = f"""
 WITH started AS (
-    UPDATE {JOB_TABLE} SET {START.set}, version = version + 1, updated_at = now(), started_at = now(),
-        lease_owner = %(owner)s, lease_expires_at = %(lease)s
-    WHERE id = %(job)s AND {START.where}
+    UPDATE {JOB_TABLE} SET {START.set}, updated_at = now(), started_at = now(),
+        lease_owner = %(owner)s, lease_expires_at = %(lease)s,
+        -- one version for the start, one for each root step claimed with it
+        version = version + 1 + coalesce((SELECT roots FROM unnest(%(plan_keys)s::varchar[], %(plan_roots)s::int[])
+                                          AS p(plan, roots) WHERE p.plan = {PLAN_KEY_SQL}), 0)
+    WHERE id = %(job)s AND {START.where} AND {PLAN_KEY_SQL} = ANY(%(plan_keys)s::varchar[])
     RETURNING version, {PLAN_KEY_SQL} AS plan, kind, tier, from_tier
 ), planned AS (
-    SELECT step.name, step.phase, step.position
-    FROM unnest(%(plans)s::varchar[], %(names)s::varchar[], %(phases)s::varchar[], %(positions)s::int[])
-         AS step(plan, name, phase, position)
+    SELECT step.name, step.phase, step.position, step.claim
+    FROM unnest(%(plans)s::varchar[], %(names)s::varchar[], %(phases)s::varchar[], %(positions)s::int[],
+                %(claims)s::bool[]) AS step(plan, name, phase, position, claim)
     WHERE step.plan = (SELECT plan FROM started)
 ), made AS (
     INSERT INTO {STEP_TABLE} (job_id, name, phase, position, status, attempts, compensation_attempts, error,
-                              outputs, claimed_by, elapsed_ms)
-    SELECT %(job)s, name, phase, position, '{StepStatus.PENDING}', 0, 0, '', '{{}}'::jsonb, '', 0 FROM planned
+                              outputs, claimed_by, elapsed_ms, started_at, lease_expires_at)
+    SELECT %(job)s, name, phase, position,
+           CASE WHEN claim THEN '{StepStatus.RUNNING}' ELSE '{StepStatus.PENDING}' END,
+           CASE WHEN claim THEN 1 ELSE 0 END, 0, '', '{{}}'::jsonb,
+           CASE WHEN claim THEN %(owner)s || ':' || name ELSE '' END, 0,
+           CASE WHEN claim THEN now() END, CASE WHEN claim THEN %(lease)s::timestamptz END
+    FROM planned
     ON CONFLICT (job_id, name) DO NOTHING
+    RETURNING id, name, attempts, started_at, status
+), claimed_new AS (
+    SELECT id, name, attempts, started_at, row_number() OVER (ORDER BY name) AS rn
+    FROM made WHERE status = '{StepStatus.RUNNING}'
 ), e AS (
-    {event_sql(source="started", seq="started.version", kind="'job.started'",
+    {event_sql(source="started", seq="started.version - (SELECT count(*) FROM planned WHERE claim)",
+               kind="'job.started'",
                message="'Started: ' || started.kind || ' (' || coalesce(started.from_tier || ' -> ', '') "
                        "|| started.tier || ').'")}
-)
+), claimed_new_events AS (
+    {event_sql(source="started, claimed_new c",
+               seq="started.version - (SELECT count(*) FROM planned WHERE claim) + c.rn", kind="'step.started'",
+               step="c.name", message="c.name || ' started.'", data="jsonb_build_object('attempt', c.attempts)")}
+), {_CLAIM_ROOTS.strip()}
 SELECT CASE WHEN started.version IS NULL THEN j.status ELSE '{START.target}' END, j.kind, j.tier, j.from_tier,
-    j.context, coalesce(started.version, j.version), j.succeeded_steps,
+    j.context, coalesce(started.version, (SELECT version FROM bumped), j.version), j.succeeded_steps,
     t.id, t.name, t.slug, t.tier, t.status, t.region, t.admin_email, t.service_principal_encrypted, ts.values,
     CASE WHEN started.version IS NULL THEN
         coalesce((SELECT json_agg(json_build_array(s.name, s.status, s.lease_expires_at < now()))
                   FROM {STEP_TABLE} s WHERE s.job_id = j.id AND s.phase = %(phase)s), '[]'::json)
     ELSE (SELECT json_agg(json_build_array(name, '{StepStatus.PENDING}', false)) FROM planned
           WHERE phase = %(phase)s) END,
-    started.version IS NOT NULL
+    started.version IS NOT NULL,
+    coalesce((SELECT json_agg(json_build_array(id, name, attempts, started_at)) FROM claimed_new),
+             (SELECT json_agg(json_build_array(id, name, attempts, started_at)) FROM claimed_old), '[]'::json)
 FROM {JOB_TABLE} j
 JOIN tenants_tenant t ON t.id = j.tenant_id
 LEFT JOIN tenants_tenantsettings ts ON ts.tenant_id = j.tenant_id
@@ -222,6 +277,7 @@ class Phase:
     tenant: Tenant
     tenant_settings: dict
     statuses: dict[str, str]  # step -> status; a RUNNING step whose lease lapsed is "LAPSED"
+    claims: dict = None  # step -> Claim: the root steps the load claimed for this delivery
 
 
 @dataclass
@@ -240,32 +296,42 @@ CLAIMABLE = (StepStatus.PENDING, LAPSED)
 
 
 def load_phase(job_id, phase: str) -> Phase | None:
-    """One statement: the job, its tenant and the phase's steps (a first phase starts a PENDING job)."""
+    """One statement: the job, its tenant, the phase's steps, and the claims of its root steps
+    (a first phase also starts a PENDING job)."""
     starting = _plans_starting_with(phase)
+    params = {"job": job_id, "phase": phase, "owner": claim_token(), **_lease_params(), **_roots_of(phase)}
     with connection.cursor() as cursor:
-        if starting is None:
-            cursor.execute(LOAD_SQL, {"job": job_id, "phase": phase})
-        else:
-            cursor.execute(START_AND_LOAD_SQL, {"job": job_id, "phase": phase, "owner": worker_identity(),
-                                                "lease": lease_until(timezone.now()), **starting})
+        cursor.execute(LOAD_SQL if starting is None else START_AND_LOAD_SQL, {**params, **(starting or {})})
         row = cursor.fetchone()
     if row is None:
         return None
     (status, kind, tier, from_tier, context, version, succeeded, tenant_id, t_name, t_slug, t_tier, t_status,
-     t_region, t_email, t_principal, t_settings, steps, *started) = row
+     t_region, t_email, t_principal, t_settings, steps, started, claimed) = row
     statuses = {}
     for name, step_status, lapsed in _json(steps) or ():
         statuses[name] = LAPSED if step_status == StepStatus.RUNNING and lapsed else step_status
+    claims = {}
+    for step_id, name, attempts, started_at in _json(claimed) or ():
+        claims[name] = Claim(step_id=step_id, attempts=attempts, owner=f"{params['owner']}:{name}",
+                             started_at=_timestamp(started_at))
+        statuses[name] = StepStatus.RUNNING
     tenant = Tenant(id=tenant_id, name=t_name, slug=t_slug, tier=t_tier, status=t_status, region=t_region,
                     admin_email=t_email, service_principal_encrypted=t_principal)
-    if started and started[0]:
+    if started or claims:
         publish_change(tenant_id=tenant_id, job_id=job_id, version=version, status=S.RUNNING)
-    return Phase(job_id=str(job_id), phase=phase, status=status, plan=plan_of(kind, tier, from_tier),
-                 context=_json(context) or {}, succeeded=set(succeeded or ()), tenant=tenant,
-                 tenant_settings=_json(t_settings) or {}, statuses=statuses)
+    return Phase(job_id=str(job_id), phase=phase, status=status if not started else S.RUNNING,
+                 plan=plan_of(kind, tier, from_tier), context=_json(context) or {}, succeeded=set(succeeded or ()),
+                 tenant=tenant, tenant_settings=_json(t_settings) or {}, statuses=statuses, claims=claims)
+
+
+def _timestamp(value):
+    from django.utils.dateparse import parse_datetime
+
+    return parse_datetime(value) if isinstance(value, str) else value
 
 
 _starting: dict[str, dict | None] = {}
+_roots: dict[str, dict] = {}
 
 
 def _plans_starting_with(phase: str) -> dict | None:
@@ -273,13 +339,30 @@ def _plans_starting_with(phase: str) -> dict | None:
     if phase not in _starting:
         from provisioning.engine.plans import PLANS
 
-        rows = [(plan.key, step.name, step.phase, position)
-                for plan in PLANS.values() if plan.phases[0] == phase
-                for position, step in enumerate(plan.steps)]
+        rows, roots = [], {}
+        for plan in PLANS.values():
+            if plan.phases[0] != phase:
+                continue
+            first = {step.name for step in plan.steps_of(phase) if not step.after}
+            roots[plan.key] = len(first)
+            rows += [(plan.key, step.name, step.phase, position, step.name in first)
+                     for position, step in enumerate(plan.steps)]
         _starting[phase] = None if not rows else {
             "plans": [r[0] for r in rows], "names": [r[1] for r in rows], "phases": [r[2] for r in rows],
-            "positions": [r[3] for r in rows]}
+            "positions": [r[3] for r in rows], "claims": [r[4] for r in rows],
+            "plan_keys": list(roots), "plan_roots": list(roots.values())}
     return _starting[phase]
+
+
+def _roots_of(phase: str) -> dict:
+    """(plan, step) for the steps of `phase` that wait for no other step, in every plan that has it."""
+    if phase not in _roots:
+        from provisioning.engine.plans import PLANS
+
+        pairs = [(plan.key, step.name) for plan in PLANS.values() if phase in plan.phases
+                 for step in plan.steps_of(phase) if not step.after]
+        _roots[phase] = {"root_plans": [p for p, _ in pairs], "root_names": [n for _, n in pairs]}
+    return _roots[phase]
 
 
 # --- one step ------------------------------------------------------------------------------------------
@@ -315,11 +398,13 @@ def claim_step(job_id, name: str) -> tuple[Claim | None, str | None]:
     return Claim(step_id=step_id, attempts=attempts, owner=owner, started_at=started_at), None
 
 
-def run_step(phase: Phase, name: str, context: dict) -> StepOutcome:
-    """Claim the step, run it with its lease renewed, and commit its outputs or its failure."""
-    claim, job_status = claim_step(phase.job_id, name)
+def run_step(phase: Phase, name: str, context: dict, claim: Claim | None = None) -> StepOutcome:
+    """Claim the step (unless the phase's load did), run it with its lease renewed, and commit its
+    outputs or its failure."""
     if claim is None:
-        return StepOutcome(name=name, status="held", job_status=job_status)
+        claim, job_status = claim_step(phase.job_id, name)
+        if claim is None:
+            return StepOutcome(name=name, status="held", job_status=job_status)
     step = phase.plan.step(name)
     backend = backend_for(simulate=context.get("simulate"), tenant_id=phase.tenant.id)
     ctx = StepContext(job_id=phase.job_id, tenant=phase.tenant, tenant_settings=phase.tenant_settings,
@@ -446,21 +531,21 @@ def step_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def _guarded(phase: Phase, name: str, context: dict) -> StepOutcome:
+def _guarded(phase: Phase, name: str, context: dict, claim: Claim | None = None) -> StepOutcome:
     """run_step; a failure of the engine itself (the database went away mid-step) ends this delivery's
     run of the step without a verdict: its lease lapses and the step is taken over."""
     try:
-        return run_step(phase, name, context)
+        return run_step(phase, name, context, claim)
     except Exception:
         log.exception("step %s of job %s: the engine failed; its lease will lapse", name, phase.job_id)
         connection.close()
         return StepOutcome(name=name, status="held")
 
 
-def _in_thread(phase: Phase, name: str, context: dict) -> StepOutcome:
+def _in_thread(phase: Phase, name: str, context: dict, claim: Claim | None = None) -> StepOutcome:
     close_old_connections()  # this thread's own connection: drop it if it went bad or old
     try:
-        return _guarded(phase, name, context)
+        return _guarded(phase, name, context, claim)
     finally:
         close_old_connections()
 
@@ -521,16 +606,18 @@ def run_phase(job_id, phase: str) -> Result:
         if outcome.job_status is not None:
             job_status = outcome.job_status
 
+    claims = dict(loaded.claims or {})  # claimed by the load: launched in the first round
     while True:
-        waiting = ready() if (job_status == S.RUNNING and not failed) else []
+        waiting = [*claims, *ready()] if (job_status == S.RUNNING and not failed) else list(claims)
         if not waiting and not in_flight:
             break
         if len(waiting) == 1 and not in_flight:
-            absorb(_guarded(loaded, waiting[0], context))  # a lone step runs in this thread
+            name = waiting[0]
+            absorb(_guarded(loaded, name, context, claims.pop(name, None)))  # a lone step runs in this thread
             continue
         for name in waiting:
             statuses[name] = StepStatus.RUNNING
-            in_flight[step_pool().submit(_in_thread, loaded, name, dict(context))] = name
+            in_flight[step_pool().submit(_in_thread, loaded, name, dict(context), claims.pop(name, None))] = name
         done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in done:
             in_flight.pop(future)
