@@ -51,7 +51,10 @@ def test_schemathesis_finds_no_failure_in_a_seeded_run(fuzzed_server, test_outpu
     command = [
         str(Path(sys.executable).with_name("st")), "--config-file", str(CONFIG), "run",
         f"{fuzzed_server.url}/api/schema/?format=json", "--header", f"Authorization: Bearer {key}",
-        "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES), "--workers", "2", "--request-timeout", "10",
+        "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES), "--request-timeout", "10",
+        # One worker: with two threads, Hypothesis parsing lambdas concurrently trips CPython 3.11's
+        # "SystemError: AST constructor recursion depth mismatch" (python/cpython gh-106905).
+        "--workers", "1",
         "--exclude-path-regex", "/status/stream$", "--no-color",
     ]
 
