@@ -58,7 +58,8 @@ def test_schemathesis_finds_no_failure_in_a_seeded_run(fuzzed_server, test_outpu
         "--exclude-path-regex", "/status/stream$", "--no-color",
     ]
 
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    # From test-output/: schemathesis keeps a cache (.schemathesis/) in its working directory.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=test_output_dir)
 
     output = (run.stdout + run.stderr).replace(key, "mk_****")
     (test_output_dir / "schemathesis.txt").write_text(output)
