@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iam import selectors, services
-from matih.api import error_response
+from matih.api import error_response, not_found
 from matih.serializers import StrictCharField, StrictSerializer
 from tenants.selectors import tenant_visible_to
 
@@ -32,8 +32,9 @@ class ApiKeyRequestSerializer(StrictSerializer):
     name = StrictCharField(min_length=1, max_length=100, help_text="What the key is for, e.g. `ci-deploy`.")
 
 
-def no_such_tenant() -> Response:
-    return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
+def may_not_manage_keys() -> Response:
+    return error_response("forbidden", f"Managing the tenant's keys needs {services.KEYS_MANAGE}.",
+                          status.HTTP_403_FORBIDDEN)
 
 
 class TenantApiKeys(ListAPIView):
@@ -45,16 +46,16 @@ class TenantApiKeys(ListAPIView):
     def list(self, request, *args, **kwargs):
         self.tenant = tenant_visible_to(request.auth, kwargs["tenant_id"])
         if self.tenant is None:
-            return no_such_tenant()
+            return not_found()
         if not services.may_manage_keys(caller=request.auth, tenant=self.tenant):
-            return error_response("forbidden", f"Listing keys needs {services.KEYS_MANAGE}.", status.HTTP_403_FORBIDDEN)
+            return may_not_manage_keys()
         return super().list(request, *args, **kwargs)
 
     @extend_schema(request=ApiKeyRequestSerializer, responses={201: IssuedApiKeySerializer})
     def post(self, request, tenant_id):
         tenant = tenant_visible_to(request.auth, tenant_id)
         if tenant is None:
-            return no_such_tenant()
+            return not_found()
         body = ApiKeyRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
@@ -72,11 +73,11 @@ class TenantApiKey(APIView):
     def delete(self, request, tenant_id, key_id):
         tenant = tenant_visible_to(request.auth, tenant_id)
         if tenant is None:
-            return no_such_tenant()
+            return not_found()
         if not services.may_manage_keys(caller=request.auth, tenant=tenant):
-            return error_response("forbidden", f"Revoking keys needs {services.KEYS_MANAGE}.", status.HTTP_403_FORBIDDEN)
+            return may_not_manage_keys()
         api_key = selectors.api_key_of(tenant, key_id)
         if api_key is None:
-            return error_response("not_found", "No such API key.", status.HTTP_404_NOT_FOUND)
+            return not_found("API key")
         services.api_key_revoke(api_key=api_key)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -140,6 +140,11 @@ def error_response(code: str, detail: str, http_status: int, fields: dict | None
     return Response(body, status=http_status, headers=headers)
 
 
+def not_found(thing: str = "tenant") -> Response:
+    """404 in the error shape. A resource the key may not see gets the very same answer as a missing one."""
+    return error_response("not_found", f"No such {thing}.", status.HTTP_404_NOT_FOUND)
+
+
 def _flatten(errors) -> dict:
     """DRF's nested error dict -> {"a.b": ["reason"]}."""
     flat: dict[str, list[str]] = {}

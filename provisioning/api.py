@@ -6,7 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from matih.api import error_response
+from matih.api import error_response, not_found
 from billing.models import Tier
 from provisioning import selectors, services
 from provisioning.models import JobKind, JobStatus, StepStatus
@@ -30,7 +30,18 @@ class StepSchema(serializers.Serializer):
         ref_name = "ProvisioningStep"
 
 
-class StatusSchema(serializers.Serializer):
+class _RunSchema(serializers.Serializer):
+    """What the status and a job both say of a job's run."""
+
+    startedAt = serializers.DateTimeField(allow_null=True)
+    completedAt = serializers.DateTimeField(allow_null=True)
+    errorMessage = serializers.CharField(allow_null=True)
+    retryCount = serializers.IntegerField(min_value=0)
+    maxRetries = serializers.IntegerField(min_value=0)
+    nextRetryAt = serializers.DateTimeField(allow_null=True)
+
+
+class StatusSchema(_RunSchema):
     tenantId = serializers.UUIDField()
     jobId = serializers.UUIDField(allow_null=True, help_text="The tenant's latest job, of any kind; null when it has "
                                                             "none.")
@@ -45,13 +56,7 @@ class StatusSchema(serializers.Serializer):
     remainingPhases = serializers.ListField(child=serializers.CharField(), help_text="Excludes the current phase.")
     progress = serializers.IntegerField(min_value=0, max_value=100, help_text="Never decreases; 100 only when "
                                         "COMPLETED.")
-    startedAt = serializers.DateTimeField(allow_null=True)
     estimatedCompletion = serializers.DateTimeField(allow_null=True)
-    completedAt = serializers.DateTimeField(allow_null=True)
-    retryCount = serializers.IntegerField(min_value=0)
-    maxRetries = serializers.IntegerField(min_value=0)
-    nextRetryAt = serializers.DateTimeField(allow_null=True)
-    errorMessage = serializers.CharField(allow_null=True)
     version = serializers.IntegerField(required=False, help_text="The job's version: grows with every change.")
     steps = StepSchema(many=True)
 
@@ -59,7 +64,7 @@ class StatusSchema(serializers.Serializer):
         ref_name = "ProvisioningStatus"
 
 
-class JobSchema(serializers.Serializer):
+class JobSchema(_RunSchema):
     id = serializers.UUIDField()
     kind = serializers.ChoiceField(choices=JobKind.choices)
     fromTier = serializers.ChoiceField(choices=Tier.choices, allow_null=True)
@@ -69,12 +74,6 @@ class JobSchema(serializers.Serializer):
     currentPhase = serializers.CharField(help_text="A phase of the job's plan, or COMPLETED.")
     initiatedBy = serializers.UUIDField(allow_null=True)
     createdAt = serializers.DateTimeField()
-    startedAt = serializers.DateTimeField(allow_null=True)
-    completedAt = serializers.DateTimeField(allow_null=True)
-    errorMessage = serializers.CharField(allow_null=True)
-    retryCount = serializers.IntegerField(min_value=0)
-    maxRetries = serializers.IntegerField(min_value=0)
-    nextRetryAt = serializers.DateTimeField(allow_null=True)
     progress = serializers.IntegerField(min_value=0, max_value=100)
     steps = StepSchema(many=True)
 
@@ -114,7 +113,7 @@ class TenantScopedView(APIView):
         return tenant_visible_to(request.auth, tenant_id)
 
     def not_found(self) -> Response:
-        return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
+        return not_found()
 
 
 class ProvisioningStatusView(TenantScopedView):

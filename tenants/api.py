@@ -13,7 +13,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from iam.selectors import is_operator_key
-from matih.api import error_response
+from matih.api import error_response, not_found
 from provisioning.lifecycle_api import DeleteTenant, delete_tenant_schema
 from tenants import selectors
 from tenants.serializers import (
@@ -144,16 +144,12 @@ class TenantListCreate(ListAPIView):
         return request.META.get("REMOTE_ADDR", "")
 
 
-def tenant_not_found() -> Response:
-    return error_response("not_found", "No such tenant.", status.HTTP_404_NOT_FOUND)
-
-
 class TenantDetail(APIView):
     @extend_schema(responses={200: TenantSerializer})
     def get(self, request, tenant_id):
         tenant = selectors.tenant_visible_to(request.auth, tenant_id)
         if tenant is None:
-            return tenant_not_found()
+            return not_found()
         return Response(TenantSerializer(tenant).data)
 
     @delete_tenant_schema
@@ -167,5 +163,5 @@ class TenantBySlug(APIView):
     def get(self, request, slug):
         tenant = selectors.tenant_by_slug_visible_to(request.auth, slug)
         if tenant is None:
-            return tenant_not_found()
+            return not_found()
         return Response(TenantSerializer(tenant).data)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from rest_framework.test import APIClient
 
 from iam.models import ApiKey, Membership, Role, User
 from iam.services import api_key_create
 from tenants import services
 from tenants.models import Tenant
+from tests.api_helpers import assert_error, client_with, register
 
 URL = "/api/v1/tenants"
 KEY_FIELDS = {"id", "name", "prefix", "createdAt", "lastUsedAt", "revokedAt"}
@@ -19,20 +19,6 @@ KEY_FIELDS = {"id", "name", "prefix", "createdAt", "lastUsedAt", "revokedAt"}
 @pytest.fixture(autouse=True)
 def no_dispatch(monkeypatch):
     monkeypatch.setattr(services, "_dispatch", lambda job_id: None)
-
-
-def client_with(key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
-
-
-def register(operator_client: APIClient, slug: str) -> dict:
-    body = {"name": f"Tenant {slug}", "slug": slug, "tier": "FREE", "region": "eastus",
-            "adminEmail": f"admin@{slug}.example.com"}
-    response = operator_client.post(URL, body, format="json")
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 @pytest.fixture
@@ -47,13 +33,6 @@ def south(operator_client) -> dict:
 
 def keys_url(tenant: dict) -> str:
     return f"{URL}/{tenant['id']}/api-keys"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:300]
-    body = response.json()
-    assert body["error"] == code and body["detail"]
-    return body
 
 
 @pytest.mark.django_db

@@ -12,6 +12,7 @@ from iam.services import api_key_create, api_key_revoke, operator_get_or_create
 from provisioning.engine.plans import ALL_STEP_NAMES
 from tenants import services
 from tenants.models import Tenant
+from tests.api_helpers import assert_error, client_with, register
 
 URL = "/api/v1/tenants"
 
@@ -20,29 +21,6 @@ URL = "/api/v1/tenants"
 def no_dispatch(monkeypatch):
     """These tests are about the control plane; keep jobs off the shared broker."""
     monkeypatch.setattr(services, "_dispatch", lambda job_id: None)
-
-
-def client_with(key: str | None, **defaults) -> APIClient:
-    client = APIClient(**defaults)
-    if key is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
-
-
-def register(operator_client: APIClient, slug: str) -> dict:
-    body = {"name": f"Tenant {slug}", "slug": slug, "tier": "FREE", "region": "eastus",
-            "adminEmail": f"admin@{slug}.example.com"}
-    response = operator_client.post(URL, body, format="json")
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:500]
-    body = response.json()
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
 
 
 @pytest.fixture

@@ -151,9 +151,10 @@ def test_settings_inside_their_schema_are_stored_over_the_tiers_defaults(operato
 # --- webhook URLs at registration -------------------------------------------------------------------------
 
 MALFORMED_URLS = [
-    ("http://[::1", "valid url"), ("ftp://files.example.com/", "http or https"), ("hooks.example.com/x", "http or https"),
-    ("http://hooks.example.com:99999/", "valid url"), ("http://hooks.example.com:0/", "port"),
-    ("http:///only-a-path", "host"), ("http://exa mple.com/", "spaces"), ("https://bad_host!.example.com/", "host name"),
+    ("http://[::1", "valid url"), ("ftp://files.example.com/", "http or https"),
+    ("hooks.example.com/x", "http or https"), ("http://hooks.example.com:99999/", "valid url"),
+    ("http://hooks.example.com:0/", "port"), ("http:///only-a-path", "host"), ("http://exa mple.com/", "spaces"),
+    ("https://bad_host!.example.com/", "host name"),
     ("https://hooks.example.com/" + "x" * 500, "500 characters"),
 ]
 

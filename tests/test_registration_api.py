@@ -22,6 +22,7 @@ from provisioning.models import ProvisioningJob
 from provisioning.engine.plans import ALL_STEP_NAMES, plan_for
 from tenants import services
 from tenants.models import Tenant
+from tests.api_helpers import assert_error
 from tests.registration_rows import NOTHING, control_plane_rows
 
 URL = "/api/v1/tenants"
@@ -36,16 +37,6 @@ SERVICE_PRINCIPAL = {
 
 
 # --- helpers --------------------------------------------------------------------------
-
-
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:500]
-    body = response.json()
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
 
 
 def assert_field_error(response, field: str, reason: str) -> None:
