@@ -7,6 +7,7 @@ Every error answer has one shape:
 from __future__ import annotations
 
 import json
+import re
 import logging
 import math
 
@@ -257,3 +258,27 @@ def server_error(request):
         return JsonResponse({"error": "internal_error", "detail": "An unexpected server error occurred; it has "
                              "been logged with this request's id."}, status=500)
     return defaults.server_error(request)
+
+
+# --- Idempotency-Key: the header every POST and DELETE that makes something honours -------------------
+
+MAX_IDEMPOTENCY_KEY = 255
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,%d}$" % MAX_IDEMPOTENCY_KEY)
+IDEMPOTENCY_KEY_REASON = f"Must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces."
+
+
+def idempotency_key_problem(raw: str | None) -> Response | None:
+    """The 400 for a malformed Idempotency-Key header, or None (absent or well-formed)."""
+    if raw is None or IDEMPOTENCY_KEY_PATTERN.fullmatch(raw):
+        return None
+    return error_response("invalid_request", f"Idempotency-Key: {IDEMPOTENCY_KEY_REASON}",
+                          status.HTTP_400_BAD_REQUEST, {"Idempotency-Key": [IDEMPOTENCY_KEY_REASON]})
+
+
+def idempotency_key_parameter(description: str):
+    from drf_spectacular.utils import OpenApiParameter
+
+    return OpenApiParameter(
+        "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+                            "pattern": IDEMPOTENCY_KEY_PATTERN.pattern}, OpenApiParameter.HEADER, required=False,
+        description=description)

@@ -115,6 +115,10 @@ def change_tier(*, tenant: Tenant, new_tier: str, service_principal: dict | None
         raise Invalid("newTier", f"Must be one of {', '.join(Tier.values)}.")
     with transaction.atomic():
         tenant = _locked(tenant)
+        # What the tenant can do now first (409), then what the request asks of it (400).
+        if tenant.status != T.ACTIVE:
+            raise _invalid_state(tenant, "only an ACTIVE tenant changes tier")
+        _refuse_if_job_open(tenant)
         if new_tier == tenant.tier:
             raise Invalid("newTier", f"The tenant is already {tenant.tier}.")
         if tenant.tier == Tier.ENTERPRISE:
@@ -125,9 +129,6 @@ def change_tier(*, tenant: Tenant, new_tier: str, service_principal: dict | None
                                               "azureTenantId, subscriptionId).")
         if new_tier != Tier.ENTERPRISE and service_principal:
             raise Invalid("servicePrincipal", "ENTERPRISE only.")
-        if tenant.status != T.ACTIVE:
-            raise _invalid_state(tenant, "only an ACTIVE tenant changes tier")
-        _refuse_if_job_open(tenant)
         if not has_plan(Kind.CHANGE_TIER, new_tier, tenant.tier):
             raise refuse("invalid_state", f"No plan moves a {tenant.tier} tenant to {new_tier}.")
         context = _context(tenant)

@@ -11,43 +11,50 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from billing.models import Tier
 from iam.selectors import is_operator_key
-from matih.api import error_response
+from matih.api import error_response, idempotency_key_parameter, idempotency_key_problem
 from matih.secrets import decrypt_json, encrypt_json
 from matih.serializers import StrictSerializer
 from provisioning import lifecycle, selectors
 from provisioning.api import StatusSchema, TenantScopedView
-from provisioning.engine.plans import Kind, has_plan, plan_of
+from provisioning.engine.plans import PLANS, Kind, has_plan, plan_of
 from provisioning.services import ActionRefused
 from tenants.models import IdempotencyRecord, Tenant
 from tenants.serializers import ServicePrincipalSerializer, SimulateSerializer, TenantSerializer
 from tenants.services import Idempotency
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-    description="1-255 printable ASCII characters: the same key and request answer the same, once.")
+IDEMPOTENCY_HEADER = idempotency_key_parameter(
+    "The same key and request answer the same, and start the operation once (for 24 hours); the same key with "
+    "another request is a 409.")
 
 
 # --- input --------------------------------------------------------------------------------------------
 
 
-def _simulate(serializer: serializers.Serializer, simulate: dict, plan_key: tuple) -> dict:
-    """Fault injection for an operation: operators, the simulated cloud, steps the operation's plan has."""
+def _simulate(serializer: serializers.Serializer, simulate: dict, plan_key: tuple | None) -> dict:
+    """Fault injection for an operation: operators, the simulated cloud, steps the operation's plan has
+    (`plan_key`; None when the operation cannot run now: its 409 comes first)."""
+    from provisioning.engine.plans import ALL_STEP_NAMES
+
     if settings.MATIH_INFRA_BACKEND != "simulated":
         raise serializers.ValidationError("Fault injection needs the simulated cloud (MATIH_INFRA_BACKEND=simulated).")
     if not serializer.context.get("is_operator"):
         raise serializers.ValidationError("Only platform operators may inject faults.")
+    faults = set(simulate.get("faults") or {})
+    unknown = sorted(faults - ALL_STEP_NAMES)
+    if unknown:
+        raise serializers.ValidationError({"faults": [f"Unknown step(s) {', '.join(unknown)}."]})
     if plan_key and has_plan(*plan_key):
         steps = set(plan_of(*plan_key).step_names)
-        unknown = sorted(set(simulate.get("faults") or {}) - steps)
-        if unknown:
+        foreign = sorted(faults - steps)
+        if foreign:
             raise serializers.ValidationError(
-                {"faults": [f"Not a step of this operation: {', '.join(unknown)}; its steps: {', '.join(sorted(steps))}."]})
+                {"faults": [f"Not a step of this operation: {', '.join(foreign)}; its steps: {', '.join(sorted(steps))}."]})
     return simulate
 
 
@@ -70,16 +77,55 @@ class UpgradeSerializer(StrictSerializer):
         return data
 
 
+def _faults_of(plans: list) -> type:
+    steps = sorted({name for plan in plans for name in plan.step_names})
+    from tenants.serializers import FAULT_SCHEMA
+
+    @extend_schema_field({"type": "object", "additionalProperties": False,
+                          "properties": {step: FAULT_SCHEMA for step in steps},
+                          "description": f"Steps of this operation to fail: {', '.join(steps)}."})
+    class Faults(serializers.DictField):
+        pass
+
+    return Faults
+
+
+def _simulate_for(label: str, plans: list) -> type:
+    return type(f"{label}SimulateSerializer", (SimulateSerializer,), {
+        "faults": _faults_of(plans)(required=False), "__doc__": SimulateSerializer.__doc__})
+
+
+def _upgrade_variant(tier: str) -> type:
+    from tenants.serializers import _one_value_field
+
+    plans = [plan for plan in PLANS.values() if plan.kind == Kind.CHANGE_TIER and plan.tier == tier]
+    fields = {
+        "newTier": _one_value_field(tier),
+        "servicePrincipal": ServicePrincipalSerializer() if tier == Tier.ENTERPRISE else None,
+        "simulate": _simulate_for(f"ChangeTo{tier.title()}", plans)(required=False),
+        "__doc__": (f"To {tier}." + (" The Azure service principal of the tenant's subscription is required."
+                                     if tier == Tier.ENTERPRISE else " No service principal (ENTERPRISE only).")),
+    }
+    return type(f"UpgradeTo{tier.title()}Serializer", (UpgradeSerializer,), fields)
+
+
+UPGRADE_VARIANTS = {tier: _upgrade_variant(tier) for tier in Tier.values}
+
+
+def _kind_simulate(kind: str) -> type:
+    return _simulate_for(kind.title(), [plan for plan in PLANS.values() if plan.kind == kind])
+
+
 class SuspendSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    simulate = SimulateSerializer(required=False, help_text="Operators, simulated cloud only.")
+    simulate = _kind_simulate(Kind.SUSPEND)(required=False, help_text="Operators, simulated cloud only.")
 
     def validate_simulate(self, simulate: dict) -> dict:
         return _simulate(self, simulate, (Kind.SUSPEND, self.context["tenant"].tier))
 
 
 class ActivateSerializer(StrictSerializer):
-    simulate = SimulateSerializer(required=False, help_text="Operators, simulated cloud only.")
+    simulate = _kind_simulate(Kind.ACTIVATE)(required=False, help_text="Operators, simulated cloud only.")
 
     def validate_simulate(self, simulate: dict) -> dict:
         return _simulate(self, simulate, (Kind.ACTIVATE, self.context["tenant"].tier))
@@ -151,15 +197,12 @@ class LifecycleView(TenantScopedView):
 
 def idempotent(request, run) -> Response:
     """Run `run` once per Idempotency-Key: its answer is stored with what it did, in one transaction."""
-    from tenants.api import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY
-
     raw = request.headers.get("Idempotency-Key")
+    malformed = idempotency_key_problem(raw)
+    if malformed is not None:
+        return malformed
     if raw is None:
         return run()
-    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(raw):
-        reason = f"Must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces."
-        return error_response("invalid_request", f"Idempotency-Key: {reason}", status.HTTP_400_BAD_REQUEST,
-                              {"Idempotency-Key": [reason]})
     key = Idempotency.for_request(principal=str(request.auth.id), key=f"{request.method} {request.path}:{raw}",
                                   body=request.data if isinstance(request.data, dict) else {})
 
@@ -197,8 +240,13 @@ def _status_answer(tenant: Tenant) -> Response:
 class UpgradeView(LifecycleView):
     input_serializer = UpgradeSerializer
 
-    @extend_schema(request=UpgradeSerializer, responses={202: StatusSchema}, parameters=[IDEMPOTENCY_HEADER],
-                   summary="Change the tenant's tier (a CHANGE_TIER job)")
+    @extend_schema(request=PolymorphicProxySerializer(component_name="TenantUpgrade", serializers=UPGRADE_VARIANTS,
+                                                      resource_type_field_name="newTier"),
+                   responses={202: StatusSchema}, parameters=[IDEMPOTENCY_HEADER],
+                   summary="Change the tenant's tier (a CHANGE_TIER job)",
+                   description="Any other tier; ENTERPRISE needs the service principal of the tenant's own Azure "
+                               "subscription, and an ENTERPRISE tenant cannot move down (409 downgrade_unsupported). "
+                               "409 invalid_state unless the tenant is ACTIVE with no job open.")
     def post(self, request, tenant_id):
         return self.handle(request, tenant_id)
 
@@ -295,13 +343,18 @@ class ResourcesView(TenantScopedView):
 
 
 class RetrySerializer(StrictSerializer):
-    simulate = SimulateSerializer(required=False, help_text="Replaces the job's fault injection (operators, "
+    simulate = _simulate_for("Retry", list(PLANS.values()))(required=False, help_text="Replaces the job's fault injection (operators, "
                                                             "simulated cloud): {\"faults\": {}} clears it.")
 
     def validate_simulate(self, simulate: dict) -> dict:
+        """Against the plan the retry would run; nothing to retry (409 below): none to check against."""
+        from provisioning.models import JobStatus
+
         tenant: Tenant = self.context["tenant"]
         job = selectors.latest_job(tenant.id)
-        key = (job.kind, job.tier, job.from_tier) if job is not None else (Kind.PROVISION, tenant.tier)
+        retryable = job is not None and job.status in (JobStatus.RETRY_SCHEDULED, JobStatus.FAILED,
+                                                       JobStatus.CANCELLED)
+        key = (job.kind, job.tier, job.from_tier) if retryable else None
         return _simulate(self, simulate, key)
 
 
