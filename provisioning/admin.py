@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
-from django.urls import path
+from django.urls import path, reverse
 
 from provisioning import services
 from provisioning.dashboard import queries as dashboard
@@ -150,16 +150,15 @@ class ProvisioningJobAdmin(ObjectActionsMixin, admin.ModelAdmin):
         for job in queryset.select_related("tenant"):
             self.perform(request, job, action)
 
-    @admin.action(description="Retry now (resume a job waiting for its retry; re-provision a failed tenant)",
-                  permissions=["change"])
+    @admin.action(description="Retry now (resume, or provision a failed tenant again)", permissions=["change"])
     def retry_now(self, request, queryset) -> None:
         self._act_on_selection(request, queryset, "retry-now")
 
-    @admin.action(description="Cancel (undo what was done, end CANCELLED)", permissions=["change"])
+    @admin.action(description="Cancel (undo, end CANCELLED)", permissions=["change"])
     def cancel_jobs(self, request, queryset) -> None:
         self._act_on_selection(request, queryset, "cancel")
 
-    @admin.action(description="Roll back (undo what was done, end FAILED)", permissions=["change"])
+    @admin.action(description="Roll back (undo, end FAILED)", permissions=["change"])
     def roll_back_jobs(self, request, queryset) -> None:
         self._act_on_selection(request, queryset, "roll-back")
 
@@ -184,6 +183,8 @@ class ProvisioningJobAdmin(ObjectActionsMixin, admin.ModelAdmin):
                 job_status=status, timeline=phases, buttons=self.buttons(request, job),
                 events=events_of(job, after=max(job.version - EVENTS_SHOWN, 0), limit=EVENTS_SHOWN),
                 ws_path=f"/ws/tenants/{job.tenant_id}/provisioning/",
+                page_url=reverse("admin:provisioning_provisioningjob_change", args=[job.id]),
+                subtitle=f"job {job.id}",
                 show_save=False, show_save_and_continue=False, show_save_and_add_another=False,
                 show_delete=False,
             )

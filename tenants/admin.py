@@ -50,14 +50,13 @@ class TenantAdmin(ObjectActionsMixin, admin.ModelAdmin):
         ("Lifecycle (changed only by operations)", {"fields": (
             "status", "tier", "latest_job", "error_message", "provisioning_started", "provisioned")}),
         ("Where it runs", {"fields": (
-            "region", "deployment_type", "kubernetes_namespace", "azure_aks_cluster_name", "dns_zone",
-            "service_principal")}),
+            "region", "deployment_type", "kubernetes_namespace", "aks_cluster", "dns", "service_principal")}),
         ("Record", {"fields": ("created", "updated")}),
     )
     # Everything but the name, the admin's email (and the settings, inline).
     readonly_fields = ("slug", "id", "status", "tier", "latest_job", "error_message", "provisioning_started",
-                       "provisioned", "region", "deployment_type", "kubernetes_namespace", "azure_aks_cluster_name",
-                       "dns_zone", "service_principal", "created", "updated")
+                       "provisioned", "region", "deployment_type", "kubernetes_namespace", "aks_cluster", "dns",
+                       "service_principal", "created", "updated")
     inlines = [TenantSettingsInline]
 
     def has_add_permission(self, request) -> bool:
@@ -81,6 +80,14 @@ class TenantAdmin(ObjectActionsMixin, admin.ModelAdmin):
         url = reverse("admin:provisioning_provisioningjob_change", args=[job.id])
         jobs = reverse("admin:provisioning_provisioningjob_changelist") + f"?tenant__id__exact={tenant.id}"
         return format_html('<a href="{}">{} {}</a> (<a href="{}">all jobs</a>)', url, job.kind, job.status, jobs)
+
+    @admin.display(description="Azure AKS cluster")
+    def aks_cluster(self, tenant: Tenant) -> str:
+        return tenant.azure_aks_cluster_name or "-"
+
+    @admin.display(description="DNS zone")
+    def dns(self, tenant: Tenant) -> str:
+        return tenant.dns_zone or "-"
 
     @admin.display(description="service principal")
     def service_principal(self, tenant: Tenant) -> str:

@@ -154,6 +154,7 @@ class ObjectActionsMixin:
             "object": obj,
             "action": chosen,
             "form": form,
+            "applies": chosen.applies(obj),
             "next": target,
             "object_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]),
         }

@@ -169,7 +169,8 @@ def _step_order() -> list[str]:
     return names
 
 
-def _ms(value: float | None) -> str:
+def duration_text(value: float | None) -> str:
+    """Milliseconds in words: 12 ms, 1.5 s, 42 s."""
     if value is None:
         return "-"
     if value >= 10_000:
@@ -215,11 +216,11 @@ def step_chart_svg(stats: dict[str, dict] | None = None) -> SafeString:
             f'<g class="row" data-step="{escape(name)}">'
             f'<text class="label" x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(name)}</text>'
             f'<rect class="p95" x="{label_w}" y="{y + 3}" width="{p95_w:.1f}" height="16">'
-            f'<title>{escape(name)}: p95 {_ms(row["p95Ms"])}</title></rect>'
+            f'<title>{escape(name)}: p95 {duration_text(row["p95Ms"])}</title></rect>'
             f'<rect class="median" x="{label_w}" y="{y + 7}" width="{median_w:.1f}" height="8">'
-            f'<title>{escape(name)}: median {_ms(row["medianMs"])}</title></rect>'
+            f'<title>{escape(name)}: median {duration_text(row["medianMs"])}</title></rect>'
             f'<text class="value" x="{label_w + p95_w + 6:.1f}" y="{y + 15}">'
-            f'{_ms(row["medianMs"])} / {_ms(row["p95Ms"])}</text>'
+            f'{duration_text(row["medianMs"])} / {duration_text(row["p95Ms"])}</text>'
             f'<rect class="rate-track" x="{rate_x}" y="{y + 5}" width="{rate_w - 50}" height="12"/>'
             f'<rect class="rate" x="{rate_x}" y="{y + 5}" width="{rate * (rate_w - 50):.1f}" height="12">'
             f'<title>{escape(name)}: {row.get("failures", 0)} of {row.get("attempts", row["runs"])} attempt(s) failed'

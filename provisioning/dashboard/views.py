@@ -39,6 +39,7 @@ def _sections(names: list[str]) -> dict:
 def dashboard_view(request: HttpRequest):
     """The page; or, with ?sections=a,b, those sections alone (what the page's script fetches)."""
     can_act = request.user.has_perm("provisioning.change_provisioningjob")
+    page_url = request.path  # where its buttons come back to, also from the live sections
     requested = request.GET.get("sections")
     if requested is not None:
         names = [name for name in requested.split(",") if name]
@@ -46,7 +47,7 @@ def dashboard_view(request: HttpRequest):
         if unknown or not names:
             return HttpResponseBadRequest(f"sections: unknown {', '.join(unknown) or '(none given)'}; "
                                           f"known: {', '.join(SECTIONS)}", content_type="text/plain")
-        context = {**_sections(names), "can_act": can_act, "templates": [SECTIONS[name][0] for name in names]}
+        context = {**_sections(names), "can_act": can_act, "page_url": page_url, "templates": [SECTIONS[name][0] for name in names]}
         return TemplateResponse(request, "provisioning/dashboard_sections.html", context)
     context = {
         **admin.site.each_context(request),
@@ -57,5 +58,6 @@ def dashboard_view(request: HttpRequest):
         "ended_seconds": int(RECENTLY_ENDED.total_seconds()),
         "ended_rows": ENDED_ROWS,
         "can_act": can_act,
+        "page_url": page_url,
     }
     return TemplateResponse(request, "provisioning/dashboard.html", context)

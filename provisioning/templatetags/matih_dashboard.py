@@ -52,6 +52,14 @@ def moment(value: datetime | str | None) -> SafeString | str:
 
 
 @register.filter
+def duration(milliseconds) -> str:
+    """12 ms, 1.5 s, 42 s; '-' for none."""
+    from provisioning.dashboard.queries import duration_text
+
+    return duration_text(milliseconds)
+
+
+@register.filter
 def breakable(value) -> SafeString:
     """A DOMAIN_NAME that may wrap after its underscores (long phase and step names in narrow columns)."""
     return mark_safe(escape(value or "").replace("_", "_<wbr>"))
@@ -77,23 +85,24 @@ def operation(job) -> SafeString:
 def action_button(context, button) -> SafeString:
     """One object action as a button (provisioning.dashboard.actions.Button).
 
-    An action that asks first is a link to its confirmation page; the others post at once,
-    and come back to this page.
+    An action that asks first is a link to its confirmation page; the others post at once.
+    Both come back to the page (`page_url`: the page, also when this is drawn for its live parts).
     """
     request = context["request"]
+    back = context.get("page_url") or request.get_full_path()
     title = format_html(' title="{}"', button.why_not) if button.why_not else ""
     if not button.enabled:
         return format_html('<span class="button action-{} disabled" aria-disabled="true"{}>{}</span>',
                            button.name, title, button.label)
     if button.asks_first:
         return format_html('<a class="button action-{}" href="{}?{}">{}&hellip;</a>',
-                           button.name, button.url, urlencode({"next": request.get_full_path()}), button.label)
+                           button.name, button.url, urlencode({"next": back}), button.label)
     return format_html(
         '<form method="post" action="{}" class="inline-action action-{}">'
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
         '<input type="hidden" name="next" value="{}">'
         '<button type="submit" class="button">{}</button></form>',
-        button.url, button.name, get_token(request), request.get_full_path(), button.label,
+        button.url, button.name, get_token(request), back, button.label,
     )
 
 

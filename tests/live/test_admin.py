@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import quote
 
 import pytest
 from django.db import transaction
@@ -139,6 +140,7 @@ def test_live_sections_come_alone_and_show_what_changed_since_the_page_was_drawn
                                                                                  counts)
     assert "job.retry_scheduled" in after and "simulated timeout" in after, "the failure appears"
     assert MILLISECONDS.search(after.split('data-live-region="waiting"')[1]), "times show milliseconds"
+    assert f'<input type="hidden" name="next" value="{DASHBOARD}">' in after, "its buttons come back to the page"
 
 
 def test_an_unknown_section_is_a_400_that_names_it(staff_client):
@@ -189,6 +191,8 @@ def test_job_page_live_parts_show_the_job_as_it_is_now(staff_client):
     later = staff_client.get(live).content.decode()
     assert 'data-job-status="RUNNING"' in later and "started by the test" in later
     assert 'data-version="1"' in later
+    cancel = reverse("admin:provisioning_provisioningjob_cancel", args=[job.id])
+    assert f'href="{cancel}?next={quote(job_page(job), safe="")}"' in later, "its buttons come back to the page"
 
 
 # --- actions -------------------------------------------------------------------------------------------------
@@ -204,6 +208,13 @@ def test_cancel_asks_first_then_cancels_and_reports(staff_client):
     assert response.redirect_chain[-1][0] == DASHBOARD
     assert ProvisioningJob.objects.get(id=job.id).status in ("CANCELLING", "CANCELLED")
     assert any("cancelling" in str(m) for m in response.context["messages"])
+
+
+def test_the_confirmation_of_an_action_that_does_not_apply_says_why_and_offers_none(staff_client):
+    _, job, _ = quiet_tenant()
+    ProvisioningJob.objects.filter(id=job.id).update(status="FAILED", completed_at=timezone.now())
+    html = staff_client.get(reverse("admin:provisioning_provisioningjob_cancel", args=[job.id])).content.decode()
+    assert "Not now" in html and "FAILED" in html and "Yes, cancel" not in html
 
 
 def test_a_refused_action_is_an_error_message(staff_client):
