@@ -53,8 +53,9 @@
 
   function when(status) {
     if (TERMINAL.has(status.jobStatus)) return status.completedAt ? [timeElement(status.completedAt)] : [];
-    if (status.jobStatus === "RETRY_SCHEDULED" && status.nextRetryAt) return ["retry at ", timeElement(status.nextRetryAt)];
-    if (status.estimatedCompletion) return ["ETA ", timeElement(status.estimatedCompletion)];
+    const label = (text) => el("span", { class: "sub", text });
+    if (status.jobStatus === "RETRY_SCHEDULED" && status.nextRetryAt) return [label("retry at"), timeElement(status.nextRetryAt)];
+    if (status.estimatedCompletion) return [label("ETA"), timeElement(status.estimatedCompletion)];
     return [];
   }
 
