@@ -19,7 +19,7 @@ from provisioning.dashboard import queries as dashboard
 from provisioning.dashboard.actions import ObjectAction, ObjectActionsMixin, actor_of
 from provisioning.models import JobStatus, ProvisioningJob, WebhookDelivery
 from provisioning.selectors import events_of, latest_job
-from provisioning.templatetags.matih_dashboard import moment, operation as operation_html
+from provisioning.templatetags.matih_dashboard import moment_field, operation as operation_html
 
 admin.site.index_template = "provisioning/admin_index.html"
 
@@ -120,29 +120,12 @@ class ProvisioningJobAdmin(ObjectActionsMixin, admin.ModelAdmin):
     def retries(self, job: ProvisioningJob) -> str:
         return f"{job.retry_count}/{job.max_retries}"
 
-    @admin.display(description="next retry at")
-    def next_retry(self, job: ProvisioningJob) -> str:
-        return moment(job.next_retry_at)
-
-    @admin.display(description="created")
-    def created(self, job: ProvisioningJob) -> str:
-        return moment(job.created_at)
-
-    @admin.display(description="started")
-    def started(self, job: ProvisioningJob) -> str:
-        return moment(job.started_at)
-
-    @admin.display(description="ended")
-    def completed(self, job: ProvisioningJob) -> str:
-        return moment(job.completed_at)
-
-    @admin.display(description="last change")
-    def updated(self, job: ProvisioningJob) -> str:
-        return moment(job.updated_at)
-
-    @admin.display(description="lease expires")
-    def lease_expires(self, job: ProvisioningJob) -> str:
-        return moment(job.lease_expires_at)
+    next_retry = moment_field("next_retry_at", "next retry at")
+    created = moment_field("created_at", "created")
+    started = moment_field("started_at", "started")
+    completed = moment_field("completed_at", "ended")
+    updated = moment_field("updated_at", "last change")
+    lease_expires = moment_field("lease_expires_at", "lease expires")
 
     # --- list actions ---------------------------------------------------------------------------------------
 

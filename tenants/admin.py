@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from provisioning import services
 from provisioning.dashboard.actions import ObjectAction, ObjectActionsMixin
 from provisioning.selectors import latest_job
-from provisioning.templatetags.matih_dashboard import moment
+from provisioning.templatetags.matih_dashboard import moment_field
 from tenants.models import Tenant, TenantSettings, TenantStatus
 
 
@@ -93,18 +93,7 @@ class TenantAdmin(ObjectActionsMixin, admin.ModelAdmin):
     def service_principal(self, tenant: Tenant) -> str:
         return "stored, encrypted (never shown)" if tenant.service_principal_encrypted else "-"
 
-    @admin.display(description="provisioning started")
-    def provisioning_started(self, tenant: Tenant) -> str:
-        return moment(tenant.provisioning_started_at)
-
-    @admin.display(description="provisioned")
-    def provisioned(self, tenant: Tenant) -> str:
-        return moment(tenant.provisioned_at)
-
-    @admin.display(description="created")
-    def created(self, tenant: Tenant) -> str:
-        return moment(tenant.created_at)
-
-    @admin.display(description="last change")
-    def updated(self, tenant: Tenant) -> str:
-        return moment(tenant.updated_at)
+    provisioning_started = moment_field("provisioning_started_at", "provisioning started")
+    provisioned = moment_field("provisioned_at", "provisioned")
+    created = moment_field("created_at", "created")
+    updated = moment_field("updated_at", "last change")

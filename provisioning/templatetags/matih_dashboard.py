@@ -27,28 +27,37 @@ def _utc(value: datetime | str | None) -> datetime | None:
     return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _time(moment: datetime, shown: str) -> SafeString:
-    full = f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d} UTC"
-    return format_html('<time datetime="{}" title="{}">{}</time>',
-                       moment.isoformat().replace("+00:00", "Z"), full, shown)
+def _time(value: datetime | str | None, *, with_date: bool) -> SafeString | str:
+    moment = _utc(value)
+    if moment is None:
+        return "-"
+    clock_text = f"{moment:%H:%M:%S}.{moment.microsecond // 1000:03d}"
+    full = f"{moment:%Y-%m-%d} {clock_text}"
+    return format_html('<time datetime="{}" title="{} UTC">{}</time>', moment.isoformat().replace("+00:00", "Z"),
+                       full, full if with_date else clock_text)
 
 
 @register.filter
 def clock(value: datetime | str | None) -> SafeString | str:
     """The time of day with milliseconds (06:34:12.345), the full date in its title; '-' for none."""
-    moment = _utc(value)
-    if moment is None:
-        return "-"
-    return _time(moment, f"{moment:%H:%M:%S}.{moment.microsecond // 1000:03d}")
+    return _time(value, with_date=False)
 
 
 @register.filter
 def moment(value: datetime | str | None) -> SafeString | str:
     """The date and the time with milliseconds (2026-01-02 06:34:12.345); '-' for none."""
-    when = _utc(value)
-    if when is None:
-        return "-"
-    return _time(when, f"{when:%Y-%m-%d %H:%M:%S}.{when.microsecond // 1000:03d}")
+    return _time(value, with_date=True)
+
+
+def moment_field(field: str, description: str):
+    """A read-only admin field (or column) showing a model's datetime `field` with milliseconds."""
+    from django.contrib import admin
+
+    @admin.display(description=description, ordering=field)
+    def show(model_admin, obj) -> str:
+        return moment(getattr(obj, field))
+
+    return show
 
 
 @register.filter
