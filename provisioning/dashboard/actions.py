@@ -112,17 +112,21 @@ class ObjectActionsMixin:
     def buttons(self, request: HttpRequest, obj) -> list[Button]:
         if not self.has_change_permission(request, obj):
             return []
+        now = f"Not while it is {obj.status}." if hasattr(obj, "status") else "Not now."
         return [
             Button(name=action.name, label=action.label, asks_first=action.asks_first,
                    url=reverse(f"admin:{self._url_name(action)}", args=[obj.pk]),
-                   enabled=action.applies(obj),
-                   why_not="" if action.applies(obj) else f"Not while it is {getattr(obj, 'status', 'so')}.")
+                   enabled=action.applies(obj), why_not="" if action.applies(obj) else now)
             for action in self.object_actions
         ]
 
     def perform(self, request: HttpRequest, obj, action: str, data: dict | None = None) -> bool:
         """Run one action on one object, read afresh; say what happened (or why not) in the messages."""
-        obj = self.get_object(request, str(obj.pk))
+        fresh = self.get_object(request, str(obj.pk))
+        if fresh is None:
+            messages.error(request, f"{self.describe(obj)}: it is gone.")
+            return False
+        obj = fresh
         try:
             messages.success(request, self.object_action(action).run(request, obj, data or {}))
             return True
