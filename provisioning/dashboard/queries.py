@@ -8,38 +8,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Count, F
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from billing.models import Tier
-from provisioning.models import JobStatus, ProvisioningEvent, ProvisioningJob
+from provisioning.models import JobKind, JobStatus, ProvisioningEvent, ProvisioningJob
 from provisioning.engine.plans import PLANS, plan_of_job
 from provisioning.selectors import provisioning_status, step_failure_rates, step_statistics
 
 FAILURE_EVENTS = ("job.retry_scheduled", "job.rolling_back", "job.failed", "step.compensation_failed")
-STATS_WINDOW = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class CountRow:
+    status: str
+    by_tier: list[tuple[str, int]]  # (tier, jobs), every tier
+    by_kind: list[tuple[str, int]]  # (kind, jobs), every kind
+    total: int
 
 
 @dataclass(frozen=True)
 class Counts:
-    tiers: list[str]
-    rows: list[tuple[str, list[int], int]]  # (job status, count per tier, total)
-    totals: list[int]
+    rows: list[CountRow]  # every status
+    tier_totals: list[tuple[str, int]]
+    kind_totals: list[tuple[str, int]]
     total: int
+
+    @property
+    def by_status(self) -> dict[str, int]:
+        return {row.status: row.total for row in self.rows}
 
 
 def job_counts() -> Counts:
-    """Jobs by status and tier (every status and tier listed, zeros included)."""
-    tiers = [tier.value for tier in Tier]
-    found = {(row["status"], row["tier"]): row["n"]
-             for row in ProvisioningJob.objects.values("status", "tier").annotate(n=Count("id")).order_by()}
-    rows = []
-    for status in JobStatus.values:
-        counts = [found.get((status, tier), 0) for tier in tiers]
-        rows.append((status, counts, sum(counts)))
-    totals = [sum(row[1][index] for row in rows) for index in range(len(tiers))]
-    return Counts(tiers=tiers, rows=rows, totals=totals, total=sum(totals))
+    """Jobs by status, by tier and by kind (every status, tier and kind listed, zeros included)."""
+    found = list(ProvisioningJob.objects.values("status", "tier", "kind").annotate(n=Count("id")).order_by())
+
+    def count(status: str | None = None, **where) -> int:
+        return sum(row["n"] for row in found if (status is None or row["status"] == status)
+                   and all(row[field] == value for field, value in where.items()))
+
+    rows = [CountRow(status=status,
+                     by_tier=[(tier, count(status, tier=tier)) for tier in Tier.values],
+                     by_kind=[(kind, count(status, kind=kind)) for kind in JobKind.values],
+                     total=count(status))
+            for status in JobStatus.values]
+    return Counts(rows=rows, tier_totals=[(tier, count(tier=tier)) for tier in Tier.values],
+                  kind_totals=[(kind, count(kind=kind)) for kind in JobKind.values], total=count())
 
 
 def waiting_for_retry(limit: int = 50) -> list[ProvisioningJob]:
@@ -48,8 +64,10 @@ def waiting_for_retry(limit: int = 50) -> list[ProvisioningJob]:
 
 
 def failed_jobs(limit: int = 15) -> list[ProvisioningJob]:
+    """The jobs that ended FAILED or CANCELLED, the latest first."""
     return list(ProvisioningJob.objects.select_related("tenant")
-                .filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).order_by("-updated_at")[:limit])
+                .filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+                .order_by(F("completed_at").desc(nulls_last=True))[:limit])
 
 
 def failure_events(limit: int = 15) -> list[ProvisioningEvent]:
@@ -85,13 +103,25 @@ def _parse(value: str | None) -> datetime | None:
 
 
 def job_timeline(job: ProvisioningJob) -> tuple[dict, list[TimelinePhase]]:
-    """The job's status and its phases in plan order, each step placed on the job's time span."""
+    """The job's status and its phases in plan order, each step placed on the job's time span.
+
+    A running step's bar reaches the present, so the chart grows while the job runs.
+    """
     status = provisioning_status(job.tenant, job)
+    now = timezone.now()
     steps = {step["name"]: step for step in status["steps"]}
+
+    def duration_s(step: dict) -> float:
+        if step["durationMs"] is not None:
+            return step["durationMs"] / 1000
+        if step["status"] == "RUNNING" and step["startedAt"]:
+            return max((now - _parse(step["startedAt"])).total_seconds(), 0.0)
+        return 0.0
+
     starts = [_parse(s["startedAt"]) for s in status["steps"] if s["startedAt"]]
-    ends = [_parse(s["finishedAt"]) for s in status["steps"] if s["finishedAt"]]
     origin = min(starts) if starts else None
-    end = max(ends + starts) if starts else None
+    end = max((_parse(s["startedAt"]) + timedelta(seconds=duration_s(s)) for s in status["steps"]
+               if s["startedAt"]), default=None)
     span = max((end - origin).total_seconds(), 0.001) if origin and end else 1.0
     plan = plan_of_job(job)
     phases = []
@@ -102,7 +132,7 @@ def job_timeline(job: ProvisioningJob) -> tuple[dict, list[TimelinePhase]]:
                                                "startedAt": None, "durationMs": None, "error": None}
             started = _parse(step["startedAt"])
             offset = ((started - origin).total_seconds() / span * 100) if started and origin else 0.0
-            width = (step["durationMs"] or 0) / 1000 / span * 100 if started else 0.0
+            width = duration_s(step) / span * 100 if started else 0.0
             rows.append(TimelineStep(name=step["name"], status=step["status"], attempts=step["attempts"],
                                      started_at=started, duration_ms=step["durationMs"], error=step["error"],
                                      offset_pct=round(min(offset, 100.0), 2),
@@ -139,7 +169,8 @@ def _step_order() -> list[str]:
     return names
 
 
-def _ms(value: float | None) -> str:
+def duration_text(value: float | None) -> str:
+    """Milliseconds in words: 12 ms, 1.5 s, 42 s."""
     if value is None:
         return "-"
     if value >= 10_000:
@@ -185,11 +216,11 @@ def step_chart_svg(stats: dict[str, dict] | None = None) -> SafeString:
             f'<g class="row" data-step="{escape(name)}">'
             f'<text class="label" x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(name)}</text>'
             f'<rect class="p95" x="{label_w}" y="{y + 3}" width="{p95_w:.1f}" height="16">'
-            f'<title>{escape(name)}: p95 {_ms(row["p95Ms"])}</title></rect>'
+            f'<title>{escape(name)}: p95 {duration_text(row["p95Ms"])}</title></rect>'
             f'<rect class="median" x="{label_w}" y="{y + 7}" width="{median_w:.1f}" height="8">'
-            f'<title>{escape(name)}: median {_ms(row["medianMs"])}</title></rect>'
+            f'<title>{escape(name)}: median {duration_text(row["medianMs"])}</title></rect>'
             f'<text class="value" x="{label_w + p95_w + 6:.1f}" y="{y + 15}">'
-            f'{_ms(row["medianMs"])} / {_ms(row["p95Ms"])}</text>'
+            f'{duration_text(row["medianMs"])} / {duration_text(row["p95Ms"])}</text>'
             f'<rect class="rate-track" x="{rate_x}" y="{y + 5}" width="{rate_w - 50}" height="12"/>'
             f'<rect class="rate" x="{rate_x}" y="{y + 5}" width="{rate * (rate_w - 50):.1f}" height="12">'
             f'<title>{escape(name)}: {row.get("failures", 0)} of {row.get("attempts", row["runs"])} attempt(s) failed'

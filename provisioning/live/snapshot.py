@@ -26,7 +26,6 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from iam.auth import api_key_from_raw
@@ -40,9 +39,10 @@ log = logging.getLogger("matih.live")
 
 MESSAGE_TYPE = "provisioning.status"
 TERMINAL = frozenset(str(status) for status in TERMINAL_JOB_STATUSES)
-# The dashboard keeps jobs that ended this recently among its live rows.
+# The dashboard's live rows: the open jobs, and those that ended this recently.
 RECENTLY_ENDED = timezone.timedelta(minutes=10)
 DASHBOARD_ROWS = 100
+ENDED_ROWS = 50
 
 Mark = tuple  # (jobId, version): what a status is the state of
 
@@ -175,17 +175,22 @@ def covers(snapshot: Snapshot, hint: dict) -> bool:
 
 
 def dashboard_snapshots() -> list[Snapshot]:
-    """The dashboard's live rows: open jobs and jobs that ended in the last minutes, newest first."""
-    recent = timezone.now() - RECENTLY_ENDED
-    jobs = (ProvisioningJob.objects
-            .filter(~Q(status__in=list(TERMINAL)) | Q(updated_at__gte=recent))
-            .order_by("-created_at")[:DASHBOARD_ROWS])
+    """The dashboard's live rows: each tenant with an open job (newest first, up to DASHBOARD_ROWS),
+    then each whose job ended in the last RECENTLY_ENDED (latest first, up to ENDED_ROWS).
+
+    A row is the tenant's status, so it shows the tenant's latest job.
+    """
+    terminal = list(TERMINAL)
+    open_jobs = (ProvisioningJob.objects.exclude(status__in=terminal).order_by("-created_at")
+                 .values_list("tenant_id", flat=True)[:DASHBOARD_ROWS])
+    ended_jobs = (ProvisioningJob.objects.filter(status__in=terminal, completed_at__gte=timezone.now() - RECENTLY_ENDED)
+                  .order_by("-completed_at").values_list("tenant_id", flat=True)[:ENDED_ROWS])
     seen, snapshots = set(), []
-    for job in jobs:
-        if job.tenant_id in seen:
-            continue  # a tenant's row shows its latest job
-        seen.add(job.tenant_id)
-        snapshot = read_snapshot(job.tenant_id)
+    for tenant_id in [*open_jobs, *ended_jobs]:
+        if tenant_id in seen:
+            continue
+        seen.add(tenant_id)
+        snapshot = read_snapshot(tenant_id)
         if snapshot is not None:
             snapshots.append(snapshot)
     return snapshots

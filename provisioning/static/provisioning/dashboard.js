@@ -1,114 +1,156 @@
-// The provisioning dashboard's live rows: one WebSocket to /ws/provisioning/ (the staff
-// session authenticates it); each message is a tenant's status, read by the server from
-// provisioning_status. Rows are updated in place, new tenants get a new row, nothing reloads.
+// The provisioning dashboard, live. One WebSocket to /ws/provisioning/ (the staff session
+// authenticates it); each message is a tenant's status, read by the server from
+// provisioning_status. From it:
+// - the tenant's row is drawn here, in "Active jobs" while its job is open and in "Ended in
+//   the last minutes" once it ended (the page starts with the same rows, embedded as JSON);
+// - the sections the server draws (counts, waiting for a retry, failures, the chart) are
+//   fetched again (?sections=...) and put in place. Nothing reloads.
 (function () {
   "use strict";
 
-  const table = document.getElementById("active-jobs");
-  if (!table) return;
-  const body = table.tBodies[0];
-  const liveState = document.getElementById("live-state");
-  const emptyNote = document.getElementById("no-active");
-  const retryTemplate = document.getElementById("retry-template");
+  const root = document.querySelector(".matih-dashboard");
+  if (!root || !window.MatihLive) return;
+  const { timeElement, breakable, connect, refresher, stateBadge } = window.MatihLive;
+
   const NIL = "00000000-0000-0000-0000-000000000000";
-  const canAct = table.dataset.canAct === "true";
+  const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+  const ENDED_MS = Number(root.dataset.endedSeconds || 600) * 1000;
+  const ENDED_ROWS = Number(root.dataset.endedRows || 50);
+  const canAct = root.dataset.canAct === "true";
+  const activeBody = document.querySelector("#active-jobs tbody");
+  const endedBody = document.querySelector("#ended-jobs tbody");
+  const retryTemplate = document.getElementById("retry-template");
   const lastMark = new Map(); // tenantId -> [jobId, version]: never show an older status over a newer one
 
-  function urlFor(pattern, id) { return pattern.replace(NIL, id); }
+  const url = (pattern, id) => pattern.replace(NIL, id);
+  const sectionsUrl = (names) => `${root.dataset.sectionsUrl}?sections=${names}`;
+  const refreshLists = refresher(sectionsUrl("counts,waiting,failures"), 1000);
+  const refreshChart = refresher(sectionsUrl("chart"), 30000);
 
-  function clock(iso) { return iso ? iso.slice(11, 19) + " UTC" : ""; }
-
-  function el(tag, attrs, children) {
+  function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [name, value] of Object.entries(attrs || {})) {
       if (name === "text") node.textContent = value; else node.setAttribute(name, value);
     }
-    for (const child of children || []) node.appendChild(child);
+    node.append(...children.filter((child) => child !== null && child !== undefined));
     return node;
-  }
-
-  function setState(state, label) {
-    liveState.dataset.state = state;
-    liveState.textContent = label;
   }
 
   function isNewer(status) {
     const last = lastMark.get(status.tenantId);
-    if (!last) return true;
-    if (last[0] !== status.jobId) return true;
+    if (!last || last[0] !== status.jobId) return true;
     return (status.version || 0) > (last[1] || 0);
   }
 
-  function newRow(tenant) {
-    const cells = ["tenant", "tier", "tenant-status", "job-status", "phase", "progress", "retries", "when", "actions"]
-      .map((name) => el("td", { class: name }));
-    const row = el("tr", { "data-tenant-id": tenant.id }, cells);
-    row.querySelector(".tenant").appendChild(el("a", { href: urlFor(table.dataset.tenantUrl, tenant.id), text: tenant.slug }));
-    const bar = el("span", { class: "matih-bar" }, [el("span")]);
-    row.querySelector(".progress").append(bar, " ", el("span", { class: "pct" }));
-    body.insertBefore(row, body.firstChild);
-    if (emptyNote) emptyNote.hidden = true;
-    return row;
+  function operation(status) {
+    if (!status.kind) return ["-"];
+    const parts = [el("span", { class: "kind" }, breakable(status.kind))];
+    if (status.kind === "CHANGE_TIER") {
+      parts.push(" ", el("span", { class: "tiers", text: `${status.fromTier || "?"} → ${status.toTier || "?"}` }));
+    }
+    return parts;
+  }
+
+  function when(status) {
+    if (TERMINAL.has(status.jobStatus)) return status.completedAt ? [timeElement(status.completedAt)] : [];
+    const label = (text) => el("span", { class: "sub", text });
+    if (status.jobStatus === "RETRY_SCHEDULED" && status.nextRetryAt) return [label("retry at"), timeElement(status.nextRetryAt)];
+    if (status.estimatedCompletion) return [label("ETA"), timeElement(status.estimatedCompletion)];
+    return [];
   }
 
   function retryButton(jobId) {
-    const form = retryTemplate.cloneNode(true);
-    form.removeAttribute("id");
-    form.hidden = false;
-    form.action = urlFor(table.dataset.retryUrl, jobId);
+    const form = retryTemplate.content.firstElementChild.cloneNode(true);
+    form.action = url(form.getAttribute("action"), jobId);
     return form;
   }
 
-  function render(status, tenant) {
-    let row = body.querySelector(`tr[data-tenant-id="${status.tenantId}"]`);
-    if (!row) row = newRow(tenant || { id: status.tenantId, slug: status.tenantId.slice(0, 8) });
-    row.dataset.tenantStatus = status.status;
-    row.dataset.jobStatus = status.jobStatus || "";
+  function newRow(tenant) {
+    const cells = ["tenant", "operation", "status", "phase", "progress", "retries num", "when", "actions"]
+      .map((name) => el("td", { class: name }));
+    const row = el("tr", { "data-tenant-id": tenant.id }, ...cells);
+    row.querySelector(".tenant").append(
+      el("a", { href: url(root.dataset.tenantUrl, tenant.id), text: tenant.slug, title: tenant.name || tenant.slug }),
+      el("span", { class: "sub tier" }));
+    row.querySelector(".progress").append(el("span", { class: "matih-bar" }, el("span")), " ", el("span", { class: "pct" }));
+    return row;
+  }
+
+  // Open jobs in "Active jobs", newest first; ended ones in "Ended", latest first.
+  function place(row, status, initial) {
+    const body = TERMINAL.has(status.jobStatus) ? endedBody : activeBody;
+    if (row.parentNode !== body) {
+      if (initial) body.append(row); else body.prepend(row);
+    }
+    row.dataset.endedAt = TERMINAL.has(status.jobStatus) ? (status.completedAt || new Date().toISOString()) : "";
+  }
+
+  function render(message, initial) {
+    const status = message.data;
+    const tenant = message.tenant || { id: status.tenantId, slug: status.tenantId.slice(0, 8) };
+    let row = document.querySelector(`.live-rows tr[data-tenant-id="${status.tenantId}"]`);
+    if (!row) row = newRow(tenant);
+    place(row, status, initial);
+    Object.assign(row.dataset, {
+      tenantStatus: status.status, jobStatus: status.jobStatus || "", jobId: status.jobId || "",
+      kind: status.kind || "",
+    });
     row.querySelector(".tier").textContent = status.tier;
-    const badge = el("span", { class: `badge badge-${status.status}`, text: status.status });
-    row.querySelector(".tenant-status").replaceChildren(badge);
-    const job = row.querySelector(".job-status");
-    job.replaceChildren(status.jobId
-      ? el("a", { href: urlFor(table.dataset.jobUrl, status.jobId), text: status.jobStatus })
-      : document.createTextNode("-"));
-    row.querySelector(".phase").textContent = status.currentPhase || "-";
+    row.querySelector(".operation").replaceChildren(...operation(status));
+    row.querySelector(".status").replaceChildren(
+      el("span", { class: `badge badge-${status.status} tenant-status`, text: status.status, title: "tenant" }),
+      " ",
+      status.jobId
+        ? el("a", { class: "job-status", href: url(root.dataset.jobUrl, status.jobId), text: status.jobStatus, title: "job" })
+        : "-");
+    row.querySelector(".phase").replaceChildren(breakable(status.currentPhase || "-"));
     row.querySelector(".matih-bar > span").style.width = `${status.progress}%`;
     row.querySelector(".pct").textContent = `${status.progress}%`;
     row.querySelector(".retries").textContent = `${status.retryCount}/${status.maxRetries}`;
-    let when = "";
-    if (status.jobStatus === "RETRY_SCHEDULED" && status.nextRetryAt) when = `retry at ${clock(status.nextRetryAt)}`;
-    else if (status.estimatedCompletion) when = `ETA ${clock(status.estimatedCompletion)}`;
-    else if (status.completedAt) when = `done ${clock(status.completedAt)}`;
-    row.querySelector(".when").textContent = when;
-    const actions = row.querySelector(".actions");
-    actions.replaceChildren(canAct && status.jobStatus === "RETRY_SCHEDULED" ? retryButton(status.jobId) : "");
-    row.classList.remove("updated");
-    void row.offsetWidth; // restart the flash
-    row.classList.add("updated");
+    row.querySelector(".when").replaceChildren(...when(status));
+    row.querySelector(".actions").replaceChildren(
+      canAct && status.jobStatus === "RETRY_SCHEDULED" ? retryButton(status.jobId) : "");
+    if (!initial) {
+      row.classList.remove("updated");
+      void row.offsetWidth; // restart the flash
+      row.classList.add("updated");
+    }
   }
 
-  let socket = null;
-  let delay = 500;
-
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    setState("connecting", "connecting…");
-    socket = new WebSocket(`${scheme}//${location.host}${table.dataset.wsPath}`);
-    socket.onopen = () => { delay = 500; setState("live", "live"); };
-    socket.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type !== "provisioning.status" || !isNewer(message.data)) return;
-      lastMark.set(message.data.tenantId, [message.data.jobId, message.data.version]);
-      render(message.data, message.tenant);
-    };
-    socket.onclose = (event) => {
-      if (event.code === 4401) { setState("offline", "signed out: reload to log in"); return; }
-      setState("offline", "reconnecting…");
-      // The server sends every live row again on reconnect: nothing is lost while away.
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 10000);
-    };
+  function tidy() {
+    const cutoff = Date.now() - ENDED_MS;
+    [...endedBody.rows].forEach((row, index) => {
+      if (index >= ENDED_ROWS || Date.parse(row.dataset.endedAt) < cutoff) row.remove();
+    });
+    document.getElementById("no-active").hidden = activeBody.rows.length > 0;
+    document.getElementById("no-ended").hidden = endedBody.rows.length > 0;
   }
 
-  connect();
+  function take(message, initial) {
+    if (message.type !== "provisioning.status" || !message.data || !isNewer(message.data)) return false;
+    lastMark.set(message.data.tenantId, [message.data.jobId, message.data.version]);
+    render(message, initial);
+    return true;
+  }
+
+  const embedded = document.getElementById("live-rows");
+  JSON.parse(embedded ? embedded.textContent : "[]").forEach((message) => take(message, true));
+  tidy();
+
+  let opened = 0;
+  connect(root.dataset.wsPath, {
+    onState: stateBadge(document.getElementById("live-state")),
+    onOpen() {
+      // After a lost connection the sections may have missed changes.
+      if (opened++ > 0) { refreshLists(); refreshChart(); }
+    },
+    onMessage(message) {
+      if (!take(message, false)) return;
+      tidy();
+      refreshLists();
+      refreshChart();
+    },
+  });
+  // Pushes are hints: a lost one is made good within half a minute.
+  setInterval(() => { tidy(); refreshLists(); refreshChart(); }, 30000);
 })();
