@@ -9,12 +9,14 @@ admin's email, and edit the settings. Operations on a tenant are its page's butt
 """
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from provisioning import services
+from billing.models import Tier
+from provisioning import lifecycle, services
 from provisioning.dashboard.actions import ObjectAction, ObjectActionsMixin
 from provisioning.selectors import latest_job
 from provisioning.templatetags.matih_dashboard import moment_field
@@ -31,11 +33,102 @@ def _retry_provisioning(request: HttpRequest, tenant: Tenant, data: dict) -> str
     return f"{tenant.slug} is provisioning again (job {job.id})."
 
 
+class UpgradeForm(forms.Form):
+    new_tier = forms.ChoiceField(label="New tier", choices=Tier.choices)
+    client_id = forms.CharField(label="Service principal: client id", required=False,
+                                help_text="To ENTERPRISE only: the service principal of the tenant's own subscription.")
+    client_secret = forms.CharField(label="client secret", required=False, widget=forms.PasswordInput)
+    azure_tenant_id = forms.CharField(label="Azure tenant id", required=False)
+    subscription_id = forms.CharField(label="subscription id", required=False)
+
+    PRINCIPAL = {"clientId": "client_id", "clientSecret": "client_secret", "azureTenantId": "azure_tenant_id",
+                 "subscriptionId": "subscription_id"}
+
+    def clean(self):
+        data = super().clean()
+        given = {key: data.get(field) for key, field in self.PRINCIPAL.items() if data.get(field)}
+        if data.get("new_tier") == Tier.ENTERPRISE and len(given) != len(self.PRINCIPAL):
+            raise forms.ValidationError("Moving to ENTERPRISE needs the four fields of the service principal.")
+        if data.get("new_tier") != Tier.ENTERPRISE and given:
+            raise forms.ValidationError("A service principal is for ENTERPRISE only.")
+        data["service_principal"] = given or None
+        return data
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False, help_text="Kept on the tenant: why it is suspended.")
+
+
+class DeletionForm(forms.Form):
+    grace_seconds = forms.IntegerField(label="Grace period (seconds)", min_value=0, required=False,
+                                       help_text="Until then the tenant can be restored; empty: the default "
+                                                 "(MATIH_DELETION_GRACE).")
+
+
+def _refused(exc: Exception):
+    raise services.ActionRefused(str(exc)) from exc
+
+
+def _upgrade(request: HttpRequest, tenant: Tenant, data: dict) -> str:
+    try:
+        job = lifecycle.change_tier(tenant=tenant, new_tier=data["new_tier"],
+                                    service_principal=data.get("service_principal"), initiated_by=request.user)
+    except lifecycle.Invalid as exc:
+        _refused(exc)
+    return f"{tenant.slug} is moving from {tenant.tier} to {job.tier} (job {job.id})."
+
+
+def _suspend(request: HttpRequest, tenant: Tenant, data: dict) -> str:
+    job = lifecycle.suspend(tenant=tenant, reason=data.get("reason") or "", initiated_by=request.user)
+    return f"{tenant.slug} is being suspended (job {job.id})."
+
+
+def _activate(request: HttpRequest, tenant: Tenant, data: dict) -> str:
+    job = lifecycle.activate(tenant=tenant, initiated_by=request.user)
+    return f"{tenant.slug} is being activated (job {job.id})."
+
+
+def _delete(request: HttpRequest, tenant: Tenant, data: dict) -> str:
+    try:
+        pending = lifecycle.request_deletion(tenant=tenant, grace_seconds=data.get("grace_seconds"),
+                                             initiated_by=request.user)
+    except lifecycle.Invalid as exc:
+        _refused(exc)
+    when = pending.deletion_scheduled_at.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{tenant.slug} is PENDING_DELETION; it is deprovisioned at {when} UTC and can be restored until then."
+
+
+def _restore(request: HttpRequest, tenant: Tenant, data: dict) -> str:
+    restored = lifecycle.restore(tenant=tenant, initiated_by=request.user)
+    return f"{tenant.slug} is restored: {restored.status}."
+
+
 TENANT_ACTIONS = (
     ObjectAction("retry-provisioning", "Retry provisioning", _retry_provisioning,
                  applies=lambda tenant: tenant.status == TenantStatus.FAILED,
                  confirm="A new provisioning job starts from the first step; what the failed job made was "
                          "undone when it failed."),
+    ObjectAction("upgrade", "Change tier", _upgrade, applies=lambda tenant: tenant.status == TenantStatus.ACTIVE
+                 and tenant.tier != Tier.ENTERPRISE,
+                 confirm="A CHANGE_TIER job starts: between the shared tiers, what the new tier adds or drops; to "
+                         "ENTERPRISE, a dedicated cluster, the data copied and verified, then the DNS cut over. "
+                         "If it fails it is undone and the tenant stays at its tier.", form=UpgradeForm),
+    ObjectAction("suspend", "Suspend", _suspend, applies=lambda tenant: tenant.status == TenantStatus.ACTIVE,
+                 confirm="Its workloads scale to zero, its quota admits no pods, its ingress answers 503. Its data "
+                         "stays; activating brings it all back.", form=ReasonForm),
+    ObjectAction("activate", "Activate", _activate, applies=lambda tenant: tenant.status == TenantStatus.SUSPENDED,
+                 confirm="Its ingress lets traffic through again, its quota and workloads come back, and its "
+                         "endpoints are verified."),
+    ObjectAction("request-deletion", "Delete", _delete,
+                 applies=lambda tenant: tenant.status in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED,
+                                                          TenantStatus.FAILED),
+                 confirm="The tenant becomes PENDING_DELETION (an ACTIVE tenant is suspended at once). When the "
+                         "grace period ends its data is exported and everything it has is removed, for good; "
+                         "until then it can be restored.", form=DeletionForm),
+    ObjectAction("restore", "Restore", _restore,
+                 applies=lambda tenant: tenant.status == TenantStatus.PENDING_DELETION,
+                 confirm="The deletion is called off: the tenant goes back to what it was (an ACTIVE tenant comes "
+                         "back suspended, then is activated)."),
 )
 
 

@@ -323,3 +323,67 @@ def test_the_admin_menu_spells_every_plural(staff_client):
     assert "Webhook deliveries" in names and "Provisioning jobs" in names and "API keys" in names
     misspelt = [name for name in names if re.search(r"[^aeiou]ys$|sss$|settingss$", name)]
     assert misspelt == []
+
+
+# --- the tenant's lifecycle from its page -------------------------------------------------------------------
+
+
+def _active_tenant(tier: str = "FREE") -> Tenant:
+    tenant, job, _ = quiet_tenant(tier=tier)
+    ProvisioningJob.objects.filter(id=job.id).update(status="COMPLETED", completed_at=timezone.now())
+    Tenant.objects.filter(id=tenant.id).update(status="ACTIVE")
+    return Tenant.objects.get(id=tenant.id)
+
+
+@pytest.mark.parametrize("action, question", [
+    ("upgrade", "Yes, change tier"), ("suspend", "Yes, suspend"), ("request_deletion", "Yes, delete"),
+])
+def test_lifecycle_actions_ask_first_then_start_their_job(staff_client, monkeypatch, action, question):
+    monkeypatch.setattr("provisioning.lifecycle.dispatch_job", lambda job_id, plan: None)
+    tenant = _active_tenant()
+    url = reverse(f"admin:tenants_tenant_{action}", args=[tenant.id])
+    page = staff_client.get(reverse("admin:tenants_tenant_change", args=[tenant.id])).content.decode()
+    assert f'href="{url}?next=' in page
+    assert question in staff_client.get(url).content.decode()
+    assert ProvisioningJob.objects.filter(tenant=tenant).count() == 1, "asking changes nothing"
+    form = {"upgrade": {"new_tier": "PROFESSIONAL"}, "suspend": {"reason": "invoice"},
+            "request_deletion": {"grace_seconds": 60}}
+    response = staff_client.post(url, form[action], follow=True)
+    messages = [str(m) for m in response.context["messages"]]
+    kinds = {"upgrade": "CHANGE_TIER", "suspend": "SUSPEND", "request_deletion": "SUSPEND"}
+    newest = ProvisioningJob.objects.filter(tenant=tenant).order_by("-created_at").first()
+    assert newest.kind == kinds[action], messages
+    tenant.refresh_from_db()
+    assert tenant.status == {"upgrade": "UPGRADING", "suspend": "ACTIVE", "request_deletion": "PENDING_DELETION"}[action]
+
+
+def test_an_upgrade_to_enterprise_from_the_admin_needs_the_service_principal(staff_client, monkeypatch):
+    monkeypatch.setattr("provisioning.lifecycle.dispatch_job", lambda job_id, plan: None)
+    tenant = _active_tenant()
+    url = reverse("admin:tenants_tenant_upgrade", args=[tenant.id])
+    refused = staff_client.post(url, {"new_tier": "ENTERPRISE"})
+    assert refused.status_code == 200 and "needs the four fields" in refused.content.decode()
+    assert ProvisioningJob.objects.filter(tenant=tenant).count() == 1
+    staff_client.post(url, {"new_tier": "ENTERPRISE", "client_id": "a", "client_secret": "s3cr3t-in-the-admin",
+                            "azure_tenant_id": "c", "subscription_id": "d"})
+    assert ProvisioningJob.objects.filter(tenant=tenant, kind="CHANGE_TIER", tier="ENTERPRISE").count() == 1
+    tenant.refresh_from_db()
+    assert tenant.service_principal_encrypted and "s3cr3t" not in tenant.service_principal_encrypted
+
+
+def test_restore_and_activate_from_the_admin_follow_the_tenants_status(staff_client, monkeypatch):
+    monkeypatch.setattr("provisioning.lifecycle.dispatch_job", lambda job_id, plan: None)
+    tenant = _active_tenant()
+    Tenant.objects.filter(id=tenant.id).update(status="SUSPENDED")
+    page = staff_client.get(reverse("admin:tenants_tenant_change", args=[tenant.id])).content.decode()
+    assert "Activate" in page
+    staff_client.post(reverse("admin:tenants_tenant_activate", args=[tenant.id]))
+    assert ProvisioningJob.objects.filter(tenant=tenant, kind="ACTIVATE").count() == 1
+    ProvisioningJob.objects.filter(tenant=tenant, kind="ACTIVATE").update(status="COMPLETED")
+    staff_client.post(reverse("admin:tenants_tenant_request_deletion", args=[tenant.id]), {"grace_seconds": 3600})
+    tenant.refresh_from_db()
+    assert tenant.status == "PENDING_DELETION" and tenant.status_before_deletion == "SUSPENDED"
+    response = staff_client.post(reverse("admin:tenants_tenant_restore", args=[tenant.id]), follow=True)
+    assert any("restored: SUSPENDED" in str(m) for m in response.context["messages"])
+    again = staff_client.post(reverse("admin:tenants_tenant_restore", args=[tenant.id]), follow=True)
+    assert any("The tenant is SUSPENDED" in str(m) for m in again.context["messages"]), "refused, and says why"
