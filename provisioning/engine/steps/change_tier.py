@@ -53,12 +53,25 @@ def restore_tier_quotas(ctx: StepContext, outputs: dict) -> dict:
     return ctx.backend.kubernetes.ensure_quotas(ctx.from_spec)
 
 
+def _tier_networking(ctx: StepContext, spec) -> dict:
+    """The tier's NetworkPolicies; those the driver pruned (a tier without them) leave the inventory.
+
+    The drivers report a pruned policy as "NetworkPolicy/{namespace}/{name}" under "pruned";
+    the inventory needs it under "removed" in its own shape, or it would list a policy
+    that no longer exists (PROFESSIONAL -> FREE drops allow-external-to-ingress-controller).
+    """
+    result = ctx.backend.kubernetes.ensure_network_policies(spec)
+    removed = [{"kind": "NetworkPolicy", "name": pruned.split("/", 1)[1], "location": cluster_location(ctx, spec)}
+               for pruned in result.get("pruned") or []]
+    return {**result, "removed": removed}
+
+
 def apply_tier_networking(ctx: StepContext) -> dict:
-    return ctx.backend.kubernetes.ensure_network_policies(ctx.spec)
+    return _tier_networking(ctx, ctx.spec)
 
 
 def restore_tier_networking(ctx: StepContext, outputs: dict) -> dict:
-    return ctx.backend.kubernetes.ensure_network_policies(ctx.from_spec)
+    return _tier_networking(ctx, ctx.from_spec)
 
 
 def upgrade_core_services(ctx: StepContext) -> dict:

@@ -1,0 +1,288 @@
+"""Each operation of a tenant's life through the engine on the real backend against the local stand-ins.
+
+The stand-ins (tests/drivers/lifecycle_world.py): the shared cluster's and the dedicated
+cluster's fake API servers (strict validation; their workloads roll out), the ARM stub (DNS),
+the Entra ID stub, the real terraform binary on the offline module, real PostgreSQL, and the
+edge that answers the tenant's hosts as DNS and the Ingresses say. The engine's phase tasks
+run in this process (tests/engine_local.py), as a worker follows the chain.
+
+Every operation is checked the same way: the exact set of what exists in every stand-in
+before and after (lifecycle_expect.py spells out what each tier has), the objects it changes
+in place (quota, Ingress, replicas, A records), and GET /tenants/{id}/resources, which must
+list exactly what exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from deploy.database import tenant_identifier
+from deploy.inventory import BACKENDS_BEFORE_SUSPEND, REPLICAS_BEFORE_SUSPEND
+from provisioning.engine.sweeper import sweep
+from provisioning.models import ProvisioningJob, StepRun
+from tenants.models import Tenant
+from tests.dataplane.conftest import fast_settings, seeded  # noqa: F401  (fixtures)
+from tests.dataplane.helpers import register
+from tests.drivers.conftest import QUOTAS
+from tests.drivers.lifecycle_expect import (
+    CORE_PDBS,
+    EXTERNAL_POLICY,
+    PLATFORM_DNS,
+    SUSPENDED_SERVICE,
+    in_namespace,
+    namespace_of,
+    release,
+    tenant_cluster,
+    tenant_dns,
+)
+from tests.drivers.lifecycle_world import PARENT, SHARED_INGRESS_IP, added, dropped, world  # noqa: F401
+from tests.drivers.test_real_backend import cloud  # noqa: F401  (the fixture)
+from tests.engine_local import LocalCanvas
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# --- driving the tenant -------------------------------------------------------------------------
+
+
+def latest_job(tenant_id) -> ProvisioningJob:
+    return ProvisioningJob.objects.filter(tenant_id=tenant_id).order_by("-created_at").first()
+
+
+def finished(canvas: LocalCanvas, tenant_id, kind: str) -> ProvisioningJob:
+    """Run what was sent; the tenant's latest job is of `kind` and COMPLETED."""
+    canvas.run()
+    job = latest_job(tenant_id)
+    assert job.kind == kind, (job.kind, kind)
+    assert job.status == "COMPLETED", (job.status, job.error_message,
+                                       list(StepRun.objects.filter(job=job).exclude(status="SUCCEEDED")
+                                            .values_list("name", "status", "error")))
+    return job
+
+
+def provisioned(world, client, canvas, tier: str, slug: str) -> dict:
+    world.serve(slug)
+    tenant = register(client, tier=tier, slug=slug)
+    finished(canvas, tenant["id"], "PROVISION")
+    assert Tenant.objects.get(id=tenant["id"]).status == "ACTIVE"
+    assert_inventory_is_what_exists(world, client, tenant)
+    return tenant
+
+
+def accepted(response) -> dict:
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def resources(client, tenant_id) -> set[tuple[str, str, str]]:
+    response = client.get(f"/api/v1/tenants/{tenant_id}/resources")
+    assert response.status_code == 200, response.content
+    listed = [(r["kind"], r["name"], r["location"]) for r in response.json()["results"]]
+    assert len(listed) == len(set(listed)), listed  # each resource once
+    return set(listed)
+
+
+def assert_inventory_is_what_exists(world, client, tenant) -> None:
+    listed, exists = resources(client, tenant["id"]), world.inventory_of(tenant["slug"])
+    assert listed == exists, {"listed, not there": sorted(listed - exists),
+                              "there, not listed": sorted(exists - listed)}
+
+
+# --- reading the stand-ins ---------------------------------------------------------------------
+
+
+def quota(cluster, slug: str) -> dict:
+    return cluster.get("resourcequotas", namespace_of(slug), "tenant-quota")["spec"]["hard"]
+
+
+def ingress(cluster, slug: str) -> dict:
+    return cluster.get("ingresses", namespace_of(slug), "tenant-ingress")
+
+
+def backends(ingress_object: dict) -> set[str]:
+    return {path["backend"]["service"]["name"] for rule in ingress_object["spec"]["rules"]
+            for path in rule["http"]["paths"]}
+
+
+def workloads(cluster, slug: str) -> dict[str, tuple[int, str | None]]:
+    """name -> (replicas, the suspension's annotation) of every Deployment and StatefulSet."""
+    found = {}
+    for plural in ("deployments", "statefulsets"):
+        for name in cluster.names(plural, namespace_of(slug)):
+            obj = cluster.get(plural, namespace_of(slug), name)
+            found[name] = (obj["spec"].get("replicas", 1),
+                           (obj["metadata"].get("annotations") or {}).get(REPLICAS_BEFORE_SUSPEND))
+    return found
+
+
+def a_records(world, slug: str) -> dict[str, list[str]]:
+    zone = f"{slug}.{PARENT}"
+    return {name: [r["ipv4Address"] for r in props["ARecords"]]
+            for (rtype, name), props in world.arm.records(zone).items() if rtype == "A"}
+
+
+def answers(world, slug: str) -> dict[str, int]:
+    """What the tenant's hosts answer from outside, through DNS and the ingress."""
+    return {host: world.edge.answer(host) for host in (f"{slug}.{PARENT}", f"api.{slug}.{PARENT}",
+                                                       f"bi.{slug}.{PARENT}")}
+
+
+def put_rows(world, slug: str) -> list[tuple]:
+    """The tenant's application data in its shared schema, as its services would write it."""
+    schema = tenant_identifier(slug)
+    rows = [(1, "first invoice", 12.5), (2, "second invoice", 99.0), (3, "ünïcode ✓", 0.0)]
+    with psycopg.connect(world.settings.DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{schema}".invoices (id int PRIMARY KEY, label text, amount numeric)')
+        with conn.cursor() as cursor:
+            cursor.executemany(f'INSERT INTO "{schema}".invoices VALUES (%s, %s, %s)', rows)
+    return rows
+
+
+def step_outputs(job, name: str) -> dict:
+    return StepRun.objects.get(job=job, name=name).outputs
+
+
+# --- FREE <-> PROFESSIONAL: the delta -----------------------------------------------------------------
+
+
+def test_free_to_professional_and_back_adds_and_drops_exactly_the_tiers_delta(world, operator_client, monkeypatch):
+    canvas = LocalCanvas(monkeypatch)
+    slug = "updown"
+    tenant = provisioned(world, operator_client, canvas, "FREE", slug)
+    ns = namespace_of(slug)
+    before = world.snapshot(slug)
+    assert before["shared"] == tenant_cluster(slug, "FREE") and before["dedicated"] == set()
+    assert before["dns"] == PLATFORM_DNS
+    assert (before["roles"], before["schemas"], before["databases"], before["terraform"]) == (
+        {tenant_identifier(slug)}, {("shared", tenant_identifier(slug))}, set(), set())
+    assert ingress(world.shared, slug)["spec"]["ingressClassName"] == "nginx"
+
+    # FREE -> PROFESSIONAL: the tier's own services, ingress controller, DNS zone and quotas.
+    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/upgrade", {"newTier": "PROFESSIONAL"},
+                                  format="json"))
+    assert Tenant.objects.get(id=tenant["id"]).status == "UPGRADING"
+    finished(canvas, tenant["id"], "CHANGE_TIER")
+    upgraded = world.snapshot(slug)
+    assert added(before, upgraded) == {
+        "shared": (release(slug, "data") | release(slug, "ingress") | release(slug, "monitoring")
+                   | in_namespace(slug, EXTERNAL_POLICY) | in_namespace(slug, CORE_PDBS)  # more than one replica
+                   | {("secrets", ns, f"sh.helm.release.v1.{slug}-core.v2")}),  # core upgraded in place
+        "dns": tenant_dns(slug),
+    }
+    assert dropped(before, upgraded) == {}
+    assert quota(world.shared, slug) == QUOTAS["PROFESSIONAL"]
+    assert ingress(world.shared, slug)["spec"]["ingressClassName"] == ns  # its own controller's class
+    assert a_records(world, slug) == {label: [SHARED_INGRESS_IP] for label in ("@", "*", "api", "bi")}
+    assert answers(world, slug) == {host: 200 for host in answers(world, slug)}
+    record = Tenant.objects.get(id=tenant["id"])
+    assert (record.tier, record.status) == ("PROFESSIONAL", "ACTIVE")
+    assert_inventory_is_what_exists(world, operator_client, tenant)
+
+    # PROFESSIONAL -> FREE: all of that goes again; the core services are upgraded once more.
+    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/upgrade", {"newTier": "FREE"},
+                                  format="json"))
+    finished(canvas, tenant["id"], "CHANGE_TIER")
+    downgraded = world.snapshot(slug)
+    assert added(upgraded, downgraded) == {"shared": {("secrets", ns, f"sh.helm.release.v1.{slug}-core.v3")}}
+    assert dropped(upgraded, downgraded) == {
+        "shared": (release(slug, "data") | release(slug, "ingress") | release(slug, "monitoring")
+                   | in_namespace(slug, EXTERNAL_POLICY) | in_namespace(slug, CORE_PDBS)),
+        "dns": tenant_dns(slug),
+    }
+    assert quota(world.shared, slug) == QUOTAS["FREE"]
+    assert ingress(world.shared, slug)["spec"]["ingressClassName"] == "nginx"
+    assert answers(world, slug) == {host: 200 for host in answers(world, slug)}  # the parent's wildcard again
+    record = Tenant.objects.get(id=tenant["id"])
+    assert (record.tier, record.status) == ("FREE", "ACTIVE")
+    assert_inventory_is_what_exists(world, operator_client, tenant)
+
+
+# --- SUSPEND, ACTIVATE, DEPROVISION of a shared tenant ---------------------------------------------------
+
+
+def assert_suspended(world, cluster, slug: str, tier: str, running: dict[str, int]) -> None:
+    """Replicas 0 with the annotation, quota pods 0, every backend the 503 Service; the hosts answer 503."""
+    assert workloads(cluster, slug) == {name: (0, str(replicas)) for name, replicas in running.items()}
+    assert quota(cluster, slug) == {**QUOTAS[tier], "pods": "0"}
+    suspended = ingress(cluster, slug)
+    assert backends(suspended) == {"tenant-suspended"}
+    assert backends({"spec": json.loads(suspended["metadata"]["annotations"][BACKENDS_BEFORE_SUSPEND])}) == {
+        "core-web", "core-api", "core-bi"}
+    assert set(answers(world, slug).values()) == {503}
+
+
+def assert_running(world, cluster, slug: str, tier: str, running: dict[str, int]) -> None:
+    assert workloads(cluster, slug) == {name: (replicas, None) for name, replicas in running.items()}
+    assert quota(cluster, slug) == QUOTAS[tier]
+    restored = ingress(cluster, slug)
+    assert backends(restored) == {"core-web", "core-api", "core-bi"}
+    assert BACKENDS_BEFORE_SUSPEND not in (restored["metadata"].get("annotations") or {})
+    assert set(answers(world, slug).values()) == {200}
+
+
+def deleted_now(world, client, canvas, tenant: dict) -> ProvisioningJob:
+    """DELETE with no grace: an ACTIVE tenant is suspended at once, then the sweeper starts the deprovisioning."""
+    answer = accepted(client.delete(f"/api/v1/tenants/{tenant['id']}", {"graceSeconds": 0}, format="json"))
+    assert answer["status"] == "PENDING_DELETION"
+    finished(canvas, tenant["id"], "SUSPEND")
+    assert Tenant.objects.get(id=tenant["id"]).status == "PENDING_DELETION"
+    report = sweep()
+    assert len(report.deprovisioning) == 1, report
+    canvas.run()
+    return latest_job(tenant["id"])
+
+
+def assert_nothing_of_the_tenant_left(world, client, tenant: dict, job: ProvisioningJob, rows) -> None:
+    slug = tenant["slug"]
+    after = world.snapshot(slug)
+    assert (after["shared"], after["dedicated"], after["dns"]) == (set(), set(), PLATFORM_DNS)
+    assert (after["roles"], after["schemas"], after["databases"], after["terraform"]) == (set(), set(), set(), set())
+    assert resources(client, tenant["id"]) == set() == world.inventory_of(slug)
+    record = Tenant.objects.get(id=tenant["id"])
+    assert record.status == "DELETED" and record.deleted_at is not None
+    # The export: one file, its checksum as recorded, the tenant's rows in it.
+    exported = step_outputs(job, "EXPORT_TENANT_DATA")
+    path = Path(exported["path"])
+    assert after["exports"] == {path.name} and path.parent == world.export_dir
+    content = path.read_bytes()
+    assert hashlib.sha256(content).hexdigest() == exported["sha256"] and len(content) == exported["bytes"]
+    for _, label, _ in rows:
+        assert label.encode() in content
+
+
+@pytest.mark.parametrize("tier", ["FREE", "PROFESSIONAL"])
+def test_a_shared_tenant_suspended_activated_then_deleted_leaves_nothing(world, operator_client, monkeypatch, tier):
+    canvas = LocalCanvas(monkeypatch)
+    slug = f"life-{tier.lower()}"
+    tenant = provisioned(world, operator_client, canvas, tier, slug)
+    rows = put_rows(world, slug)
+    before = world.snapshot(slug)
+    running = {name: replicas for name, (replicas, _) in workloads(world.shared, slug).items()}
+    assert running and all(running.values())
+    assert set(answers(world, slug).values()) == {200}
+
+    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/suspend", {"reason": "invoice unpaid"},
+                                  format="json"))
+    finished(canvas, tenant["id"], "SUSPEND")
+    suspended = world.snapshot(slug)
+    assert added(before, suspended) == {"shared": in_namespace(slug, SUSPENDED_SERVICE)}
+    assert dropped(before, suspended) == {}
+    assert_suspended(world, world.shared, slug, tier, running)
+    record = Tenant.objects.get(id=tenant["id"])
+    assert (record.status, record.suspension_reason) == ("SUSPENDED", "invoice unpaid")
+    assert_inventory_is_what_exists(world, operator_client, tenant)
+
+    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/activate", {}, format="json"))
+    finished(canvas, tenant["id"], "ACTIVATE")
+    assert world.snapshot(slug) == before
+    assert_running(world, world.shared, slug, tier, running)
+    assert Tenant.objects.get(id=tenant["id"]).status == "ACTIVE"
+    assert_inventory_is_what_exists(world, operator_client, tenant)
+
+    job = deleted_now(world, operator_client, canvas, tenant)
+    assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
+    assert_nothing_of_the_tenant_left(world, operator_client, tenant, job, rows)
