@@ -15,7 +15,7 @@ with GET /tenants/{id}/resources.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -51,6 +51,7 @@ class World:
     settings: object
     terraform_dir: Path
     export_dir: Path
+    slugs: list = field(default_factory=list)
 
     @property
     def backend(self):
@@ -58,9 +59,21 @@ class World:
 
     def serve(self, slug: str) -> None:
         """The tenant's hosts dial the edge (as DNS would send them to the ingress), its cluster's IP is routed."""
+        self.slugs.append(slug)
         self.edge.clusters[dedicated_ingress_ip(slug)] = self.dedicated
         hosts = [f"{slug}.{PARENT}", f"api.{slug}.{PARENT}", f"bi.{slug}.{PARENT}"]
         self.backend.verify.connect_to.update({host: self.edge.address for host in hosts})
+
+    def drop_databases(self) -> None:
+        """What a failed test may have left of its tenants on the PostgreSQL server (shared by every test)."""
+        with psycopg.connect(self.settings.DATABASE_URL, autocommit=True) as conn:
+            for slug in self.slugs:
+                name = tenant_identifier(slug)
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                    conn.execute(f'DROP OWNED BY "{name}"')
+                    conn.execute(f'DROP ROLE "{name}"')
 
     # --- what exists --------------------------------------------------------------------------
 
@@ -175,5 +188,6 @@ def world(cloud, seeded, tmp_path, settings, monkeypatch):
     world = World(shared=shared, dedicated=dedicated, arm=arm, entra=cloud["entra"], edge=edge, settings=settings,
                   terraform_dir=Path(settings.MATIH_TERRAFORM_WORKDIR), export_dir=tmp_path / "exports")
     yield world
+    world.drop_databases()
     edge.stop()
     dedicated.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -22,6 +23,7 @@ import pytest
 
 from deploy.database import tenant_identifier
 from deploy.inventory import BACKENDS_BEFORE_SUSPEND, REPLICAS_BEFORE_SUSPEND
+from deploy.models import Cluster, ClusterSlot
 from provisioning.engine.sweeper import sweep
 from provisioning.models import ProvisioningJob, StepRun
 from tenants.models import Tenant
@@ -39,7 +41,9 @@ from tests.drivers.lifecycle_expect import (
     tenant_cluster,
     tenant_dns,
 )
-from tests.drivers.lifecycle_world import PARENT, SHARED_INGRESS_IP, added, dropped, world  # noqa: F401
+from tests.drivers.lifecycle_world import (  # noqa: F401  (world: the fixture)
+    PARENT, SHARED_INGRESS_IP, added, dedicated_ingress_ip, dropped, world,
+)
 from tests.drivers.test_real_backend import cloud  # noqa: F401  (the fixture)
 from tests.engine_local import LocalCanvas
 
@@ -47,6 +51,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 # --- driving the tenant -------------------------------------------------------------------------
+
+
+def unique(prefix: str) -> str:
+    """A slug of this run alone: roles and databases are global to the PostgreSQL server others test on too."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def latest_job(tenant_id) -> ProvisioningJob:
@@ -151,7 +160,7 @@ def step_outputs(job, name: str) -> dict:
 
 def test_free_to_professional_and_back_adds_and_drops_exactly_the_tiers_delta(world, operator_client, monkeypatch):
     canvas = LocalCanvas(monkeypatch)
-    slug = "updown"
+    slug = unique("updown")
     tenant = provisioned(world, operator_client, canvas, "FREE", slug)
     ns = namespace_of(slug)
     before = world.snapshot(slug)
@@ -257,7 +266,7 @@ def assert_nothing_of_the_tenant_left(world, client, tenant: dict, job: Provisio
 @pytest.mark.parametrize("tier", ["FREE", "PROFESSIONAL"])
 def test_a_shared_tenant_suspended_activated_then_deleted_leaves_nothing(world, operator_client, monkeypatch, tier):
     canvas = LocalCanvas(monkeypatch)
-    slug = f"life-{tier.lower()}"
+    slug = unique(f"life-{tier.lower()[:4]}")
     tenant = provisioned(world, operator_client, canvas, tier, slug)
     rows = put_rows(world, slug)
     before = world.snapshot(slug)
@@ -282,6 +291,90 @@ def test_a_shared_tenant_suspended_activated_then_deleted_leaves_nothing(world, 
     assert_running(world, world.shared, slug, tier, running)
     assert Tenant.objects.get(id=tenant["id"]).status == "ACTIVE"
     assert_inventory_is_what_exists(world, operator_client, tenant)
+
+    job = deleted_now(world, operator_client, canvas, tenant)
+    assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
+    assert_nothing_of_the_tenant_left(world, operator_client, tenant, job, rows)
+
+
+# --- FREE / PROFESSIONAL -> ENTERPRISE: onto the dedicated cluster -------------------------------------
+
+
+def moved_to_enterprise(world, client, canvas, tenant: dict, rows) -> ProvisioningJob:
+    """The upgrade to ENTERPRISE, and everything it must have done, exactly."""
+    from tests.drivers.test_real_backend import AZ_TENANT, CLIENT, SECRET, SUB
+
+    slug, name = tenant["slug"], tenant_identifier(tenant["slug"])
+    before = world.snapshot(slug)
+    accepted(client.post(f"/api/v1/tenants/{tenant['id']}/upgrade", {"newTier": "ENTERPRISE", "servicePrincipal": {
+        "clientId": CLIENT, "clientSecret": SECRET, "azureTenantId": AZ_TENANT, "subscriptionId": SUB}},
+        format="json"))
+    job = finished(canvas, tenant["id"], "CHANGE_TIER")
+    after = world.snapshot(slug)
+
+    # The dedicated cluster has everything an ENTERPRISE tenant has; the shared one nothing of it.
+    assert after["dedicated"] == tenant_cluster(slug, "ENTERPRISE")
+    assert before["shared"] and after["shared"] == set()
+    assert quota(world.dedicated, slug) == QUOTAS["ENTERPRISE"]
+    assert after["terraform"] == {f"tenant-{slug}"}
+    cluster = Cluster.objects.get(name=f"aks-{slug}")
+    assert (cluster.kind, cluster.api_endpoint, cluster.ingress_ip) == (
+        "DEDICATED", world.dedicated.url, dedicated_ingress_ip(slug))
+    assert not ClusterSlot.objects.filter(tenant_key=slug).exists()
+    # The data: copied into the dedicated database, verified, and the shared schema dropped (the role stays).
+    assert (after["roles"], after["databases"], after["schemas"]) == ({name}, {name}, {("dedicated", name)})
+    with psycopg.connect(world.settings.DATABASE_URL, dbname=name, autocommit=True) as conn:
+        copied = conn.execute(f'SELECT id, label, amount::float FROM "{name}".invoices ORDER BY id').fetchall()
+    assert copied == rows
+    assert step_outputs(job, "COPY_TENANT_DATA")["tables"]["invoices"]["rows"] == len(rows)
+    # The names: the tenant's zone (made now if the tier had none), its A records on the new ingress.
+    assert after["dns"] == PLATFORM_DNS | tenant_dns(slug)
+    assert a_records(world, slug) == {label: [dedicated_ingress_ip(slug)] for label in ("@", "*", "api", "bi")}
+    assert answers(world, slug) == {host: 200 for host in answers(world, slug)}
+    assert {world.edge.route(host)[0] for host in answers(world, slug)} == {world.dedicated}
+    record = Tenant.objects.get(id=tenant["id"])
+    assert (record.tier, record.status, record.azure_aks_cluster_name) == ("ENTERPRISE", "ACTIVE", f"aks-{slug}")
+    assert_inventory_is_what_exists(world, client, tenant)
+    return job
+
+
+def test_a_free_tenant_moves_to_enterprise_then_is_suspended_activated_and_deleted(
+        world, operator_client, monkeypatch):
+    canvas = LocalCanvas(monkeypatch)
+    slug = unique("move-free")
+    tenant = provisioned(world, operator_client, canvas, "FREE", slug)
+    rows = put_rows(world, slug)
+    moved_to_enterprise(world, operator_client, canvas, tenant, rows)
+
+    before = world.snapshot(slug)
+    running = {name: replicas for name, (replicas, _) in workloads(world.dedicated, slug).items()}
+    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/suspend", {"reason": "audit"}, format="json"))
+    finished(canvas, tenant["id"], "SUSPEND")
+    suspended = world.snapshot(slug)
+    assert added(before, suspended) == {"dedicated": in_namespace(slug, SUSPENDED_SERVICE)}
+    assert dropped(before, suspended) == {}
+    assert_suspended(world, world.dedicated, slug, "ENTERPRISE", running)
+    assert_inventory_is_what_exists(world, operator_client, tenant)
+
+    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/activate", {}, format="json"))
+    finished(canvas, tenant["id"], "ACTIVATE")
+    assert world.snapshot(slug) == before
+    assert_running(world, world.dedicated, slug, "ENTERPRISE", running)
+    assert_inventory_is_what_exists(world, operator_client, tenant)
+
+    job = deleted_now(world, operator_client, canvas, tenant)
+    assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
+    assert_nothing_of_the_tenant_left(world, operator_client, tenant, job, rows)
+    assert not Cluster.objects.filter(name=f"aks-{slug}").exists()
+
+
+def test_a_professional_tenant_moves_to_enterprise_then_is_deleted(world, operator_client, monkeypatch):
+    canvas = LocalCanvas(monkeypatch)
+    slug = unique("move-pro")
+    tenant = provisioned(world, operator_client, canvas, "PROFESSIONAL", slug)
+    rows = put_rows(world, slug)
+    assert a_records(world, slug) == {label: [SHARED_INGRESS_IP] for label in ("@", "*", "api", "bi")}
+    moved_to_enterprise(world, operator_client, canvas, tenant, rows)
 
     job = deleted_now(world, operator_client, canvas, tenant)
     assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message

@@ -191,8 +191,16 @@ def cut_back_dns(ctx: StepContext, outputs: dict) -> dict | None:
 
 
 def remove_shared_namespace(ctx: StepContext) -> dict:
-    """Deleting the shared namespace deletes what the shared tier ran there (releases, ingress, secrets)."""
+    """The shared tier's Helm releases uninstalled, then the shared namespace deleted with the rest (ingress,
+    secrets, pipelines).
+
+    The releases go first: a chart's cluster-scoped objects (the PROFESSIONAL ingress controller's
+    IngressClass, ClusterRole and ClusterRoleBinding) are not in the namespace, and deleting it
+    also deletes Helm's record of the release, leaving nothing that would uninstall them.
+    """
     spec = ctx.from_spec
+    for release in ctx.backend.helm.releases(spec):
+        ctx.backend.helm.uninstall(spec, release)
     ctx.backend.kubernetes.delete_namespace(spec)
     location = cluster_location(ctx, spec)
     return {"removed": [{"location": location, "prefix": f"{spec.namespace}/"},
