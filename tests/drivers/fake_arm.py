@@ -171,6 +171,17 @@ class FakeArmDns(ThreadingHTTPServer):
         self.record_sets[(zone, rtype, name)] = body
         return body
 
+    def remove_zone(self, zone: str) -> None:
+        """Delete a zone with its record sets directly (an operator in the portal)."""
+        with self.lock:
+            del self.zones[zone]
+            for key in [k for k in self.record_sets if k[0] == zone]:
+                del self.record_sets[key]
+
+    def remove_record_set(self, zone: str, rtype: str, name: str) -> None:
+        with self.lock:
+            del self.record_sets[(zone, rtype, name)]
+
     def records(self, zone: str) -> dict[tuple[str, str], dict]:
         with self.lock:
             return {(t, n): copy.deepcopy(rs["properties"]) for (z, t, n), rs in self.record_sets.items() if z == zone}

@@ -215,6 +215,11 @@ class FakeKubeApi(ThreadingHTTPServer):
         with self.lock:
             self.objects[(plural, namespace, obj["metadata"]["name"])] = copy.deepcopy(obj)
 
+    def remove(self, plural: str, namespace: str, name: str) -> None:
+        """Delete an object directly, as another writer (an operator with kubectl) would."""
+        with self.lock:
+            del self.objects[(plural, namespace, name)]
+
     def names(self, plural: str, namespace: str = "") -> list[str]:
         with self.lock:
             return sorted(n for (p, ns, n) in self.objects if p == plural and ns == namespace)

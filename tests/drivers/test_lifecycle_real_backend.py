@@ -379,3 +379,60 @@ def test_a_professional_tenant_moves_to_enterprise_then_is_deleted(world, operat
     job = deleted_now(world, operator_client, canvas, tenant)
     assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
     assert_nothing_of_the_tenant_left(world, operator_client, tenant, job, rows)
+
+
+# --- the leftover scan ---------------------------------------------------------------------------------
+
+
+def test_the_leftover_scan_names_what_the_inventory_missed_and_a_retry_after_removing_it_reaches_deleted(
+        world, operator_client, monkeypatch):
+    from tests.drivers.test_real_backend import RG, SUB
+
+    canvas = LocalCanvas(monkeypatch)
+    slug = unique("stray")
+    tenant = provisioned(world, operator_client, canvas, "FREE", slug)
+    rows = put_rows(world, slug)
+    # Made under the tenant's names and labels by hand, or by a step whose record was lost: no inventory
+    # row, and no teardown step of a FREE tenant touches them.
+    labels = {"matih.ai/tenant": slug}
+    world.shared.put("namespaces", "", {"apiVersion": "v1", "kind": "Namespace",
+                                        "metadata": {"name": f"{slug}-scratch", "labels": labels}})
+    world.shared.put("clusterroles", "", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                          "metadata": {"name": f"{slug}-reader", "labels": labels}, "rules": []})
+    zone = f"{slug}.{PARENT}"
+    world.arm.add_zone(SUB, RG, zone)
+    world.arm.put_record_set(SUB, RG, PARENT, "NS", slug, {"TTL": 3600, "NSRecords": [
+        {"nsdname": "ns1-01.azure-dns.com."}]})
+    planted = {("Namespace", f"{slug}-scratch", "shared-eastus-1"), ("ClusterRole", f"{slug}-reader", "shared-eastus-1"),
+               ("DnsZone", zone, PARENT), ("DnsDelegation", f"NS/{slug}", PARENT)}
+    assert planted <= world.inventory_of(slug) and not planted & resources(operator_client, tenant["id"])
+
+    job = deleted_now(world, operator_client, canvas, tenant)
+    for _ in range(world.settings.MATIH_MAX_RETRIES):  # the scan is retried with backoff, then gives up
+        assert job.status == "RETRY_SCHEDULED", (job.status, job.error_message)
+        sweep()
+        canvas.run()
+        job.refresh_from_db()
+    assert (job.kind, job.status) == ("DEPROVISION", "FAILED"), job.error_message
+    status = operator_client.get(f"/api/v1/tenants/{tenant['id']}/provisioning/status").json()
+    assert (status["status"], status["jobStatus"]) == ("PENDING_DELETION", "FAILED")
+    for kind, name, location in planted:
+        assert f"{kind} {name} at {location}" in status["errorMessage"], status["errorMessage"]
+    assert StepRun.objects.get(job=job, name="SCAN_LEFTOVERS").status == "FAILED"
+    # The teardown itself finished: what is left is exactly what was planted, and nothing is listed.
+    left = world.snapshot(slug)
+    assert left["shared"] == {("namespaces", "", f"{slug}-scratch"), ("clusterroles", "", f"{slug}-reader")}
+    assert left["dns"] == PLATFORM_DNS | tenant_dns(slug) - {(zone, "A", label) for label in ("@", "*", "api", "bi")}
+    assert (left["roles"], left["schemas"]) == (set(), set())
+    assert world.inventory_of(slug) == planted and resources(operator_client, tenant["id"]) == set()
+
+    # An operator removes them; the retry goes on from the scan and the tenant is DELETED.
+    world.shared.remove("namespaces", "", f"{slug}-scratch")
+    world.shared.remove("clusterroles", "", f"{slug}-reader")
+    world.arm.remove_record_set(PARENT, "NS", slug)
+    world.arm.remove_zone(zone)
+    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/provisioning/retry", {}, format="json"))
+    canvas.run()
+    job = latest_job(tenant["id"])
+    assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
+    assert_nothing_of_the_tenant_left(world, operator_client, tenant, job, rows)
