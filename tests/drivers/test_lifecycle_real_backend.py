@@ -44,7 +44,7 @@ from tests.drivers.lifecycle_expect import (
 from tests.drivers.lifecycle_world import (  # noqa: F401  (world: the fixture)
     PARENT, SHARED_INGRESS_IP, added, dedicated_ingress_ip, dropped, world,
 )
-from tests.drivers.test_real_backend import cloud  # noqa: F401  (the fixture)
+from tests.drivers.test_real_backend import AZ_TENANT, CLIENT, RG, SECRET, SUB, cloud  # noqa: F401  (cloud: the fixture)
 from tests.engine_local import LocalCanvas
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,9 +73,20 @@ def finished(canvas: LocalCanvas, tenant_id, kind: str) -> ProvisioningJob:
     return job
 
 
+# The tenant's own Azure identity, as the Entra ID stub knows it (the platform's, in these tests).
+SERVICE_PRINCIPAL = {"clientId": CLIENT, "clientSecret": SECRET, "azureTenantId": AZ_TENANT, "subscriptionId": SUB}
+
+
 def provisioned(world, client, canvas, tier: str, slug: str) -> dict:
     world.serve(slug)
-    tenant = register(client, tier=tier, slug=slug)
+    if tier == "ENTERPRISE":
+        response = client.post("/api/v1/tenants", {
+            "name": f"Tenant {slug}", "slug": slug, "tier": tier, "region": "eastus",
+            "adminEmail": f"admin@{slug}.example.com", "servicePrincipal": SERVICE_PRINCIPAL}, format="json")
+        assert response.status_code == 201, response.content
+        tenant = response.json()
+    else:
+        tenant = register(client, tier=tier, slug=slug)
     finished(canvas, tenant["id"], "PROVISION")
     assert Tenant.objects.get(id=tenant["id"]).status == "ACTIVE"
     assert_inventory_is_what_exists(world, client, tenant)
@@ -140,11 +151,12 @@ def answers(world, slug: str) -> dict[str, int]:
                                                        f"bi.{slug}.{PARENT}")}
 
 
-def put_rows(world, slug: str) -> list[tuple]:
-    """The tenant's application data in its shared schema, as its services would write it."""
+def put_rows(world, slug: str, *, dedicated: bool = False) -> list[tuple]:
+    """The tenant's application data in its schema (in its own database, ENTERPRISE), as its services write it."""
     schema = tenant_identifier(slug)
     rows = [(1, "first invoice", 12.5), (2, "second invoice", 99.0), (3, "ünïcode ✓", 0.0)]
-    with psycopg.connect(world.settings.DATABASE_URL, autocommit=True) as conn:
+    where = {"dbname": schema} if dedicated else {}
+    with psycopg.connect(world.settings.DATABASE_URL, autocommit=True, **where) as conn:
         conn.execute(f'CREATE TABLE "{schema}".invoices (id int PRIMARY KEY, label text, amount numeric)')
         with conn.cursor() as cursor:
             cursor.executemany(f'INSERT INTO "{schema}".invoices VALUES (%s, %s, %s)', rows)
@@ -263,34 +275,40 @@ def assert_nothing_of_the_tenant_left(world, client, tenant: dict, job: Provisio
         assert label.encode() in content
 
 
+def suspended_then_activated(world, client, canvas, tenant: dict, cluster, tier: str) -> None:
+    """SUSPEND adds the 503 Service and changes replicas, quota and backends in place; ACTIVATE puts back
+    exactly what was there."""
+    slug = tenant["slug"]
+    before = world.snapshot(slug)
+    running = {name: replicas for name, (replicas, _) in workloads(cluster, slug).items()}
+    assert running and all(running.values())
+    assert set(answers(world, slug).values()) == {200}
+    where = "shared" if cluster is world.shared else "dedicated"
+
+    accepted(client.post(f"/api/v1/tenants/{tenant['id']}/suspend", {"reason": "invoice unpaid"}, format="json"))
+    finished(canvas, tenant["id"], "SUSPEND")
+    suspended = world.snapshot(slug)
+    assert added(before, suspended) == {where: in_namespace(slug, SUSPENDED_SERVICE)}
+    assert dropped(before, suspended) == {}
+    assert_suspended(world, cluster, slug, tier, running)
+    record = Tenant.objects.get(id=tenant["id"])
+    assert (record.status, record.suspension_reason) == ("SUSPENDED", "invoice unpaid")
+    assert_inventory_is_what_exists(world, client, tenant)
+
+    accepted(client.post(f"/api/v1/tenants/{tenant['id']}/activate", {}, format="json"))
+    finished(canvas, tenant["id"], "ACTIVATE")
+    assert world.snapshot(slug) == before
+    assert_running(world, cluster, slug, tier, running)
+    assert Tenant.objects.get(id=tenant["id"]).status == "ACTIVE"
+    assert_inventory_is_what_exists(world, client, tenant)
+
+
 @pytest.mark.parametrize("tier", ["FREE", "PROFESSIONAL"])
 def test_a_shared_tenant_suspended_activated_then_deleted_leaves_nothing(world, operator_client, monkeypatch, tier):
     canvas = LocalCanvas(monkeypatch)
-    slug = unique(f"life-{tier.lower()[:4]}")
-    tenant = provisioned(world, operator_client, canvas, tier, slug)
-    rows = put_rows(world, slug)
-    before = world.snapshot(slug)
-    running = {name: replicas for name, (replicas, _) in workloads(world.shared, slug).items()}
-    assert running and all(running.values())
-    assert set(answers(world, slug).values()) == {200}
-
-    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/suspend", {"reason": "invoice unpaid"},
-                                  format="json"))
-    finished(canvas, tenant["id"], "SUSPEND")
-    suspended = world.snapshot(slug)
-    assert added(before, suspended) == {"shared": in_namespace(slug, SUSPENDED_SERVICE)}
-    assert dropped(before, suspended) == {}
-    assert_suspended(world, world.shared, slug, tier, running)
-    record = Tenant.objects.get(id=tenant["id"])
-    assert (record.status, record.suspension_reason) == ("SUSPENDED", "invoice unpaid")
-    assert_inventory_is_what_exists(world, operator_client, tenant)
-
-    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/activate", {}, format="json"))
-    finished(canvas, tenant["id"], "ACTIVATE")
-    assert world.snapshot(slug) == before
-    assert_running(world, world.shared, slug, tier, running)
-    assert Tenant.objects.get(id=tenant["id"]).status == "ACTIVE"
-    assert_inventory_is_what_exists(world, operator_client, tenant)
+    tenant = provisioned(world, operator_client, canvas, tier, unique(f"life-{tier.lower()[:4]}"))
+    rows = put_rows(world, tenant["slug"])
+    suspended_then_activated(world, operator_client, canvas, tenant, world.shared, tier)
 
     job = deleted_now(world, operator_client, canvas, tenant)
     assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
@@ -302,32 +320,35 @@ def test_a_shared_tenant_suspended_activated_then_deleted_leaves_nothing(world, 
 
 def moved_to_enterprise(world, client, canvas, tenant: dict, rows) -> ProvisioningJob:
     """The upgrade to ENTERPRISE, and everything it must have done, exactly."""
-    from tests.drivers.test_real_backend import AZ_TENANT, CLIENT, SECRET, SUB
-
     slug, name = tenant["slug"], tenant_identifier(tenant["slug"])
     before = world.snapshot(slug)
-    accepted(client.post(f"/api/v1/tenants/{tenant['id']}/upgrade", {"newTier": "ENTERPRISE", "servicePrincipal": {
-        "clientId": CLIENT, "clientSecret": SECRET, "azureTenantId": AZ_TENANT, "subscriptionId": SUB}},
-        format="json"))
+    accepted(client.post(f"/api/v1/tenants/{tenant['id']}/upgrade", {
+        "newTier": "ENTERPRISE", "servicePrincipal": SERVICE_PRINCIPAL}, format="json"))
     job = finished(canvas, tenant["id"], "CHANGE_TIER")
-    after = world.snapshot(slug)
+    assert before["shared"] and before["dedicated"] == set()
+    assert_on_its_dedicated_cluster(world, client, tenant)
+    # The data: copied into the dedicated database and verified; the shared schema dropped (the role stays).
+    with psycopg.connect(world.settings.DATABASE_URL, dbname=name, autocommit=True) as conn:
+        copied = conn.execute(f'SELECT id, label, amount::float FROM "{name}".invoices ORDER BY id').fetchall()
+    assert copied == rows
+    assert step_outputs(job, "COPY_TENANT_DATA")["tables"]["invoices"]["rows"] == len(rows)
+    assert not ClusterSlot.objects.filter(tenant_key=slug).exists()
+    return job
 
-    # The dedicated cluster has everything an ENTERPRISE tenant has; the shared one nothing of it.
+
+def assert_on_its_dedicated_cluster(world, client, tenant: dict) -> None:
+    """What an ENTERPRISE tenant has, exactly: everything on its cluster, its database, its zone on its ingress."""
+    slug, name = tenant["slug"], tenant_identifier(tenant["slug"])
+    after = world.snapshot(slug)
     assert after["dedicated"] == tenant_cluster(slug, "ENTERPRISE")
-    assert before["shared"] and after["shared"] == set()
+    assert after["shared"] == set()
     assert quota(world.dedicated, slug) == QUOTAS["ENTERPRISE"]
     assert after["terraform"] == {f"tenant-{slug}"}
     cluster = Cluster.objects.get(name=f"aks-{slug}")
     assert (cluster.kind, cluster.api_endpoint, cluster.ingress_ip) == (
         "DEDICATED", world.dedicated.url, dedicated_ingress_ip(slug))
-    assert not ClusterSlot.objects.filter(tenant_key=slug).exists()
-    # The data: copied into the dedicated database, verified, and the shared schema dropped (the role stays).
     assert (after["roles"], after["databases"], after["schemas"]) == ({name}, {name}, {("dedicated", name)})
-    with psycopg.connect(world.settings.DATABASE_URL, dbname=name, autocommit=True) as conn:
-        copied = conn.execute(f'SELECT id, label, amount::float FROM "{name}".invoices ORDER BY id').fetchall()
-    assert copied == rows
-    assert step_outputs(job, "COPY_TENANT_DATA")["tables"]["invoices"]["rows"] == len(rows)
-    # The names: the tenant's zone (made now if the tier had none), its A records on the new ingress.
+    # The names: the tenant's zone, its A records on the dedicated cluster's ingress.
     assert after["dns"] == PLATFORM_DNS | tenant_dns(slug)
     assert a_records(world, slug) == {label: [dedicated_ingress_ip(slug)] for label in ("@", "*", "api", "bi")}
     assert answers(world, slug) == {host: 200 for host in answers(world, slug)}
@@ -335,7 +356,6 @@ def moved_to_enterprise(world, client, canvas, tenant: dict, rows) -> Provisioni
     record = Tenant.objects.get(id=tenant["id"])
     assert (record.tier, record.status, record.azure_aks_cluster_name) == ("ENTERPRISE", "ACTIVE", f"aks-{slug}")
     assert_inventory_is_what_exists(world, client, tenant)
-    return job
 
 
 def test_a_free_tenant_moves_to_enterprise_then_is_suspended_activated_and_deleted(
@@ -345,22 +365,7 @@ def test_a_free_tenant_moves_to_enterprise_then_is_suspended_activated_and_delet
     tenant = provisioned(world, operator_client, canvas, "FREE", slug)
     rows = put_rows(world, slug)
     moved_to_enterprise(world, operator_client, canvas, tenant, rows)
-
-    before = world.snapshot(slug)
-    running = {name: replicas for name, (replicas, _) in workloads(world.dedicated, slug).items()}
-    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/suspend", {"reason": "audit"}, format="json"))
-    finished(canvas, tenant["id"], "SUSPEND")
-    suspended = world.snapshot(slug)
-    assert added(before, suspended) == {"dedicated": in_namespace(slug, SUSPENDED_SERVICE)}
-    assert dropped(before, suspended) == {}
-    assert_suspended(world, world.dedicated, slug, "ENTERPRISE", running)
-    assert_inventory_is_what_exists(world, operator_client, tenant)
-
-    accepted(operator_client.post(f"/api/v1/tenants/{tenant['id']}/activate", {}, format="json"))
-    finished(canvas, tenant["id"], "ACTIVATE")
-    assert world.snapshot(slug) == before
-    assert_running(world, world.dedicated, slug, "ENTERPRISE", running)
-    assert_inventory_is_what_exists(world, operator_client, tenant)
+    suspended_then_activated(world, operator_client, canvas, tenant, world.dedicated, "ENTERPRISE")
 
     job = deleted_now(world, operator_client, canvas, tenant)
     assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
@@ -381,13 +386,25 @@ def test_a_professional_tenant_moves_to_enterprise_then_is_deleted(world, operat
     assert_nothing_of_the_tenant_left(world, operator_client, tenant, job, rows)
 
 
+def test_an_enterprise_tenant_on_its_own_cluster_is_suspended_activated_and_deleted(
+        world, operator_client, monkeypatch):
+    canvas = LocalCanvas(monkeypatch)
+    tenant = provisioned(world, operator_client, canvas, "ENTERPRISE", unique("own"))
+    assert_on_its_dedicated_cluster(world, operator_client, tenant)
+    rows = put_rows(world, tenant["slug"], dedicated=True)
+    suspended_then_activated(world, operator_client, canvas, tenant, world.dedicated, "ENTERPRISE")
+
+    job = deleted_now(world, operator_client, canvas, tenant)
+    assert (job.kind, job.status) == ("DEPROVISION", "COMPLETED"), job.error_message
+    assert_nothing_of_the_tenant_left(world, operator_client, tenant, job, rows)
+    assert not Cluster.objects.filter(name=f"aks-{tenant['slug']}").exists()
+
+
 # --- the leftover scan ---------------------------------------------------------------------------------
 
 
 def test_the_leftover_scan_names_what_the_inventory_missed_and_a_retry_after_removing_it_reaches_deleted(
         world, operator_client, monkeypatch):
-    from tests.drivers.test_real_backend import RG, SUB
-
     canvas = LocalCanvas(monkeypatch)
     slug = unique("stray")
     tenant = provisioned(world, operator_client, canvas, "FREE", slug)
