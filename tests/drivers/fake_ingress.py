@@ -151,14 +151,13 @@ class FakeIngressEdge(ThreadingHTTPServer):
         return cluster, None
 
     def _sni(self, sock: ssl.SSLSocket, server_name: str | None, _context) -> None:
-        cluster, ingress = self.route(server_name or "")
+        _, ingress = self.route(server_name or "")
         if ingress is None or not any(server_name in (tls.get("hosts") or [])
                                       for tls in ingress["spec"].get("tls") or []):
-            return None  # no certificate issued for it
+            return  # no certificate issued for it: the default one names no tenant
         if server_name not in self._contexts:
             self._contexts[server_name] = self.authority.context_for(server_name)
         sock.context = self._contexts[server_name]
-        return None
 
     def answer(self, host: str) -> int:
         cluster, ingress = self.route(host)

@@ -116,7 +116,8 @@ class World:
         snapshot = self.snapshot(slug)
         found |= {("DatabaseRole", role, server) for role in snapshot["roles"]}
         found |= {("Database", db, server) for db in snapshot["databases"]}
-        found |= {("DatabaseSchema", schema, f"{server}/{self.backend.database.database if where == 'shared' else schema}")
+        shared_database = self.backend.database.database
+        found |= {("DatabaseSchema", schema, f"{server}/{shared_database if where == 'shared' else schema}")
                   for where, schema in snapshot["schemas"]}
         zone = f"{slug}.{PARENT}"
         for key in snapshot["dns"]:
