@@ -9,7 +9,9 @@ ParentResourceNotFound, 412 PreconditionFailed for If-None-Match: * on an
 existing resource, 401 without a bearer token, 400 for a body that is not a
 valid zone or record set, and a zone DELETE as a long-running operation (202 +
 Azure-AsyncOperation). Creating a zone creates its SOA and NS record sets, with
-Azure-style name servers.
+Azure-style name servers. `GET /subscriptions/{id}` (api-version 2022-12-01) answers
+like ARM too, from `subscriptions` (id -> state): the credentials driver reads the
+tenant's subscription from the same ARM endpoint.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ RECORD_KEYS = {"A": ("ARecords", {"ipv4Address"}), "NS": ("NSRecords", {"nsdname
 ZONE_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/dnsZones/"
     r"(?P<zone>[^/?]+)(?:/(?P<type>A|NS|TXT|SOA|CNAME|AAAA)(?:/(?P<name>[^/?]+))?)?$", re.IGNORECASE)
+SUBSCRIPTION_PATH = re.compile(r"^/subscriptions/(?P<sub>[^/?]+)$")
+SUBSCRIPTION_API_VERSION = "2022-12-01"
 OPERATION_PATH = re.compile(r"^/operationResults/(?P<op>[^/?]+)$")
 
 
@@ -99,6 +103,7 @@ class FakeArmDns(ThreadingHTTPServer):
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.zones: dict[str, dict] = {}  # zone name -> zone
         self.record_sets: dict[tuple[str, str, str], dict] = {}  # (zone, TYPE, name) -> record set
+        self.subscriptions: dict[str, str] = {}  # subscription id -> state ("Enabled", "Disabled")
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
@@ -166,6 +171,17 @@ class FakeArmDns(ThreadingHTTPServer):
         self.record_sets[(zone, rtype, name)] = body
         return body
 
+    def remove_zone(self, zone: str) -> None:
+        """Delete a zone with its record sets directly (an operator in the portal)."""
+        with self.lock:
+            del self.zones[zone]
+            for key in [k for k in self.record_sets if k[0] == zone]:
+                del self.record_sets[key]
+
+    def remove_record_set(self, zone: str, rtype: str, name: str) -> None:
+        with self.lock:
+            del self.record_sets[(zone, rtype, name)]
+
     def records(self, zone: str) -> dict[tuple[str, str], dict]:
         with self.lock:
             return {(t, n): copy.deepcopy(rs["properties"]) for (z, t, n), rs in self.record_sets.items() if z == zone}
@@ -216,6 +232,17 @@ class _Handler(BaseHTTPRequestHandler):
         operation = OPERATION_PATH.match(path)
         if operation and method == "GET":
             return self._send(200, {"status": "Succeeded"})
+        subscription = SUBSCRIPTION_PATH.match(path)
+        if subscription and method == "GET":
+            if f"api-version={SUBSCRIPTION_API_VERSION}" not in query:
+                return self._send(400, _error("InvalidApiVersionParameter",
+                                              f"api-version must be {SUBSCRIPTION_API_VERSION}"))
+            state = server.subscriptions.get(subscription["sub"])
+            if state is None:
+                return self._send(404, _error("SubscriptionNotFound",
+                                              f"The subscription '{subscription['sub']}' could not be found."))
+            return self._send(200, {"id": path, "subscriptionId": subscription["sub"], "displayName": "tenant",
+                                    "state": state})
         match = ZONE_PATH.match(path)
         if not match:
             return self._send(404, _error("InvalidResourceType", f"no route for {path}"))

@@ -10,6 +10,11 @@ error there. Names are checked as DNS-1123 like the real server does.
 Simplifications, on purpose: deleting a namespace removes its objects at once
 (the real namespace controller does it asynchronously), and both merge-patch
 flavours apply RFC 7386 (the driver sends only application/merge-patch+json).
+
+`FakeKubeApi(run_workloads=True)` also plays the controllers and kubelets of a healthy
+cluster: every Deployment and StatefulSet written is rolled out at once (its status
+says every replica of the latest generation is updated and ready), so a tenant can be
+verified and complete. Without it nothing runs, as on a cluster with no nodes.
 """
 from __future__ import annotations
 
@@ -167,8 +172,9 @@ class Request:
 class FakeKubeApi(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, *, run_workloads: bool = False):
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.run_workloads = run_workloads
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, namespace, name) -> object
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
@@ -208,6 +214,11 @@ class FakeKubeApi(ThreadingHTTPServer):
         """Store an object directly, as another writer (or a controller) would."""
         with self.lock:
             self.objects[(plural, namespace, obj["metadata"]["name"])] = copy.deepcopy(obj)
+
+    def remove(self, plural: str, namespace: str, name: str) -> None:
+        """Delete an object directly, as another writer (an operator with kubectl) would."""
+        with self.lock:
+            del self.objects[(plural, namespace, name)]
 
     def names(self, plural: str, namespace: str = "") -> list[str]:
         with self.lock:
@@ -261,6 +272,11 @@ class FakeKubeApi(ThreadingHTTPServer):
             service.setdefault("clusterIPs", [service["clusterIP"]] if service.get("clusterIP") else [])
             service.setdefault("sessionAffinity", "None")
             service.setdefault("internalTrafficPolicy", "Cluster")
+        if self.run_workloads and obj["kind"] in ("Deployment", "StatefulSet"):
+            # The controller saw this generation and every replica started.
+            replicas = obj.get("spec", {}).get("replicas", 1)
+            obj["status"] = {"observedGeneration": meta["generation"], "replicas": replicas,
+                             "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
         if obj["kind"] == "Secret" and "stringData" in obj:
             import base64
             data = obj.setdefault("data", {})

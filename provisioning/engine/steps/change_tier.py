@@ -53,12 +53,25 @@ def restore_tier_quotas(ctx: StepContext, outputs: dict) -> dict:
     return ctx.backend.kubernetes.ensure_quotas(ctx.from_spec)
 
 
+def _tier_networking(ctx: StepContext, spec) -> dict:
+    """The tier's NetworkPolicies; those the driver pruned (a tier without them) leave the inventory.
+
+    The drivers report a pruned policy as "NetworkPolicy/{namespace}/{name}" under "pruned";
+    the inventory needs it under "removed" in its own shape, or it would list a policy
+    that no longer exists (PROFESSIONAL -> FREE drops allow-external-to-ingress-controller).
+    """
+    result = ctx.backend.kubernetes.ensure_network_policies(spec)
+    removed = [{"kind": "NetworkPolicy", "name": pruned.split("/", 1)[1], "location": cluster_location(ctx, spec)}
+               for pruned in result.get("pruned") or []]
+    return {**result, "removed": removed}
+
+
 def apply_tier_networking(ctx: StepContext) -> dict:
-    return ctx.backend.kubernetes.ensure_network_policies(ctx.spec)
+    return _tier_networking(ctx, ctx.spec)
 
 
 def restore_tier_networking(ctx: StepContext, outputs: dict) -> dict:
-    return ctx.backend.kubernetes.ensure_network_policies(ctx.from_spec)
+    return _tier_networking(ctx, ctx.from_spec)
 
 
 def upgrade_core_services(ctx: StepContext) -> dict:
@@ -178,8 +191,16 @@ def cut_back_dns(ctx: StepContext, outputs: dict) -> dict | None:
 
 
 def remove_shared_namespace(ctx: StepContext) -> dict:
-    """Deleting the shared namespace deletes what the shared tier ran there (releases, ingress, secrets)."""
+    """The shared tier's Helm releases uninstalled, then the shared namespace deleted with the rest (ingress,
+    secrets, pipelines).
+
+    The releases go first: a chart's cluster-scoped objects (the PROFESSIONAL ingress controller's
+    IngressClass, ClusterRole and ClusterRoleBinding) are not in the namespace, and deleting it
+    also deletes Helm's record of the release, leaving nothing that would uninstall them.
+    """
     spec = ctx.from_spec
+    for release in ctx.backend.helm.releases(spec):
+        ctx.backend.helm.uninstall(spec, release)
     ctx.backend.kubernetes.delete_namespace(spec)
     location = cluster_location(ctx, spec)
     return {"removed": [{"location": location, "prefix": f"{spec.namespace}/"},
