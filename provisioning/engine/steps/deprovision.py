@@ -69,8 +69,13 @@ def drop_tenant_database(ctx: StepContext) -> dict:
 
 
 def delete_tenant_namespace(ctx: StepContext) -> dict:
+    """The namespace (everything in it goes with it). On a former shared cluster (a move to ENTERPRISE
+    that never decommissioned it) its releases go first: their cluster-scoped objects are not in it."""
     removed = []
     for spec in _namespaces(ctx):
+        if spec is not ctx.spec:
+            for release in ctx.backend.helm.releases(spec):
+                ctx.backend.helm.uninstall(spec, release)
         ctx.backend.kubernetes.delete_namespace(spec)
         removed += [{"location": _location(spec), "prefix": f"{spec.namespace}/"},
                     {"kind": "Namespace", "name": spec.namespace, "location": _location(spec)}]
