@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from iam.models import ApiKey, Membership, Role, User
+from iam.signals import keys_revoked
 from iam.selectors import is_operator_key
 
 KEY_PREFIX = "mk_"
@@ -52,7 +53,8 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
     The one way keys are revoked (the API, the admin): a cache of key lookups, if one
     is ever added to iam.auth, must be invalidated here.
     """
-    ApiKey.objects.filter(id=api_key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if ApiKey.objects.filter(id=api_key.id, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        transaction.on_commit(lambda: keys_revoked.send(sender=ApiKey, key_ids=[api_key.id]))
 
 
 class KeyRefused(Exception):

@@ -45,6 +45,9 @@ class Outcome:
     def failed(self, job, message: str, *, cancelled: bool) -> None:
         raise NotImplementedError
 
+    def after_completion(self, *, job_id, tenant_id) -> None:
+        """After the completion committed (nothing by default)."""
+
 
 def _tenant(job) -> Tenant:
     return Tenant.objects.select_for_update().get(id=job.tenant_id)
@@ -198,6 +201,13 @@ class Deprovisioned(Outcome):
 
     def failed(self, job, message: str, *, cancelled: bool) -> None:
         Tenant.objects.filter(id=job.tenant_id).update(error_message=message, updated_at=timezone.now())
+
+    def after_completion(self, *, job_id, tenant_id) -> None:
+        """The keys the completion revoked: their open live connections close now."""
+        from iam.signals import keys_revoked
+
+        keys_revoked.send(sender=ApiKey, key_ids=list(ApiKey.objects.filter(tenant_id=tenant_id)
+                                                      .values_list("id", flat=True)))
 
 
 OUTCOMES: dict[str, Outcome] = {outcome.name: outcome for outcome in (

@@ -672,6 +672,7 @@ def complete_job(loaded: Phase) -> bool:
         return False
     version, tenant_id = row
     publish_change(tenant_id=tenant_id, job_id=loaded.job_id, version=version, status=S.COMPLETED)
+    outcome_of(plan).after_completion(job_id=loaded.job_id, tenant_id=tenant_id)
     notify(loaded.job_id)
     return True
 

@@ -14,7 +14,7 @@ from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_l
 from channels_redis.core import RedisChannelLayer
 
 from iam.models import ApiKey
-from provisioning.live.publish import DASHBOARD_GROUP, hints_of, tenant_group
+from provisioning.live.publish import DASHBOARD_GROUP, KEYS_GROUP, hints_of, tenant_group
 from provisioning.live.snapshot import Snapshot, is_newer, shared_reader
 
 log = logging.getLogger("matih.live")
@@ -27,7 +27,7 @@ class Subscriber(Protocol):
         """Take a status read after a hint (None: the tenant is gone); never blocks."""
 
 
-TENANTS, DASHBOARD = "tenants", "dashboard"
+TENANTS, DASHBOARD, KEYS = "tenants", "dashboard", "keys"
 MEMBERSHIP_REFRESH_SECONDS = 3600.0  # channels-redis forgets group members after a day
 HINT_BATCH = 100
 
@@ -165,9 +165,7 @@ class Hub:
                 targets = targets if isinstance(targets, list) else [targets]
                 for kind, channel in self._channels.items():
                     if channel in targets:
-                        for one in hints_of(hint):
-                            if one.get("tenantId"):
-                                self._hinted(kind, str(one["tenantId"]), one)
+                        self._received(kind, hint)
 
     async def _read(self, kind: str, channel: str) -> None:
         """Any other channel layer: its own receive."""
@@ -180,9 +178,25 @@ class Hub:
                 log.warning("live hints: the channel layer failed; retrying in 1 s", exc_info=True)
                 await asyncio.sleep(1)
                 continue
-            for one in hints_of(hint):
-                if one.get("tenantId"):
-                    self._hinted(kind, str(one["tenantId"]), one)
+            self._received(kind, hint)
+
+    def _received(self, kind: str, message: dict) -> None:
+        if kind == KEYS:
+            key_watch().revoked(message.get("keyIds") or [])
+            return
+        for one in hints_of(message):
+            if one.get("tenantId"):
+                self._hinted(kind, str(one["tenantId"]), one)
+
+    async def join_keys(self) -> None:
+        """Hear of revoked keys (every process with a live connection does): they close at once."""
+        if self.layer is None:
+            return
+        channel = await self._channel(KEYS)
+        async with self._group_lock(KEYS_GROUP):
+            if KEYS_GROUP not in self._joined:
+                await self.layer.group_add(KEYS_GROUP, channel)
+                self._joined.add(KEYS_GROUP)
 
     def _hinted(self, kind: str, tenant_id: str, hint: dict) -> None:
         key = (kind, tenant_id if kind == TENANTS else "*")
@@ -213,7 +227,7 @@ class Hub:
         while True:
             await asyncio.sleep(MEMBERSHIP_REFRESH_SECONDS)
             for group in list(self._joined):
-                kind = DASHBOARD if group == DASHBOARD_GROUP else TENANTS
+                kind = DASHBOARD if group == DASHBOARD_GROUP else KEYS if group == KEYS_GROUP else TENANTS
                 try:
                     await self.layer.group_add(group, self._channels[kind])
                 except Exception:
@@ -223,8 +237,9 @@ class Hub:
 class KeyWatch:
     """Closes live connections whose API key was revoked (or whose user was deactivated) after they connected.
 
-    One query per process every `interval` seconds for all the keys in use,
-    instead of one per connection.
+    At once when the revocation's hint arrives (the process's hub hears of every revoked key);
+    and, for what no hint announces (a user deactivated, a hint lost), one query per process
+    every `interval` seconds for all the keys in use, instead of one per connection.
     """
 
     def __init__(self, interval: float):
@@ -236,6 +251,7 @@ class KeyWatch:
         self._watched.setdefault(api_key_id, set()).add(connection)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="live-key-watch")
+            asyncio.create_task(hub().join_keys(), name="live-key-hints")  # revocations close at once
 
     def forget(self, api_key_id, connection) -> None:
         connections = self._watched.get(api_key_id)
@@ -243,6 +259,12 @@ class KeyWatch:
             connections.discard(connection)
             if not connections:
                 del self._watched[api_key_id]
+
+    def revoked(self, key_ids) -> None:
+        """A revocation hint (provisioning.live.publish.publish_keys_revoked): close their connections now."""
+        for key_id in key_ids:
+            for connection in list(self._watched.pop(_as_uuid(key_id), ())):
+                connection.key_revoked()
 
     async def _run(self) -> None:
         while self._watched:
@@ -255,6 +277,15 @@ class KeyWatch:
             for key_id in dead:
                 for connection in list(self._watched.pop(key_id, ())):
                     connection.key_revoked()
+
+
+def _as_uuid(value):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return value
 
 
 def dead_keys(key_ids: list) -> set:
@@ -302,4 +333,9 @@ class LatestSnapshot:
             self.gone = True
         elif self.snapshot is None or is_newer(snapshot.mark, self.snapshot.mark):
             self.snapshot = snapshot
+        self.changed.set()
+
+    def key_revoked(self) -> None:
+        """The key that opened the stream no longer authenticates: the stream ends."""
+        self.gone = True
         self.changed.set()

@@ -25,6 +25,8 @@ from channels.layers import get_channel_layer
 log = logging.getLogger("matih.publish")
 
 DASHBOARD_GROUP = "provisioning.all"
+KEYS_GROUP = "matih.keys"  # every web process with a live connection hears of revoked keys here
+KEYS_REVOKED = "keys.revoked"
 MESSAGE_TYPE = "provisioning.changed"
 COALESCE_SECONDS = 0.01
 DASHBOARD_BATCH = 200
@@ -64,8 +66,12 @@ def _get_loop() -> asyncio.AbstractEventLoop:
 
             threading.Thread(target=run, name="matih-publish", daemon=True).start()
             _pending.clear()  # a forked child starts with none of its parent's hints
+            _revoked.clear()
             _loop, _loop_pid, _wake = loop, os.getpid(), wake
     return _loop
+
+
+_revoked: list[str] = []
 
 
 async def _sender(wake: asyncio.Event) -> None:
@@ -76,8 +82,38 @@ async def _sender(wake: asyncio.Event) -> None:
         with _lock:
             batch = list(_pending.values())
             _pending.clear()
+            revoked = list(_revoked)
+            _revoked.clear()
+        if revoked:
+            await _send_revoked(revoked)
         if batch:
             await _send(batch)
+
+
+async def _send_revoked(key_ids: list[str]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(KEYS_GROUP, {"type": KEYS_REVOKED, "keyIds": key_ids})
+    except Exception:
+        log.warning("key revocation hint not published (open connections close within a key check)", exc_info=True)
+
+
+def publish_keys_revoked(key_ids) -> None:
+    """Tell every web process these keys are revoked: their open WebSockets and event streams close now."""
+    ids = [str(key_id) for key_id in key_ids]
+    if not ids:
+        return
+    try:
+        loop = _get_loop()
+        with _lock:
+            idle = not _pending and not _revoked
+            _revoked.extend(ids)
+        if idle:
+            loop.call_soon_threadsafe(_wake.set)
+    except Exception:
+        log.warning("key revocation hint not published", exc_info=True)
 
 
 async def _send(batch: list[dict]) -> None:
@@ -110,7 +146,7 @@ def publish_change(*, tenant_id, job_id, version: int | None, status: str = "") 
     try:
         loop = _get_loop()
         with _lock:
-            idle = not _pending
+            idle = not _pending and not _revoked
             _pending[str(job_id)] = message
         if idle:
             loop.call_soon_threadsafe(_wake.set)

@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from iam.auth import api_key_from_raw
-from provisioning.live.hub import LatestSnapshot, hub
+from provisioning.live.hub import LatestSnapshot, hub, key_watch
 from provisioning.live.snapshot import Snapshot, is_newer, shared_reader
 from tenants.selectors import tenant_visible_to
 
@@ -58,14 +58,17 @@ async def status_stream(request: HttpRequest, tenant_id) -> HttpResponse:
     tenant = await sync_to_async(tenant_visible_to)(api_key, tenant_id)
     if tenant is None:
         return _error("not_found", "No such tenant.", 404)
-    response = StreamingHttpResponse(status_events(str(tenant.id)), content_type="text/event-stream")
+    response = StreamingHttpResponse(status_events(str(tenant.id), api_key_id=api_key.id),
+                                     content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy must not hold events back
     return response
 
 
-async def status_events(tenant_id: str, *, heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
-    """The snapshot, then the newer statuses as they are offered, until the job ends.
+async def status_events(tenant_id: str, *, heartbeat: float = HEARTBEAT_SECONDS,
+                        api_key_id=None) -> AsyncIterator[str]:
+    """The snapshot, then the newer statuses as they are offered, until the job ends (or the key that
+    opened the stream is revoked: the process's key watch ends it).
 
     1. Subscribe to the tenant through the process's hub, then read the status:
        a change that commits after the read is offered to us.
@@ -76,6 +79,8 @@ async def status_events(tenant_id: str, *, heartbeat: float = HEARTBEAT_SECONDS)
     latest = LatestSnapshot()
     live = hub()
     await live.subscribe_tenant(tenant_id, latest)
+    if api_key_id is not None:
+        key_watch().watch(api_key_id, latest)
     try:
         snapshot = await shared_reader().read(tenant_id, since=time.monotonic())
         if snapshot is None:
@@ -98,6 +103,8 @@ async def status_events(tenant_id: str, *, heartbeat: float = HEARTBEAT_SECONDS)
                 last = snapshot.mark
                 yield _event(snapshot)
     finally:
+        if api_key_id is not None:
+            key_watch().forget(api_key_id, latest)
         await live.unsubscribe_tenant(tenant_id, latest)
 
 
