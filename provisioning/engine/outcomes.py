@@ -95,7 +95,7 @@ class TierChanged(Outcome):
             ctes=f""", t AS (
     UPDATE {TENANT} SET tier = j.tier, status = '{T.ACTIVE}', error_message = '', updated_at = now(),
         deployment_type = %(deployment_type)s,
-        azure_aks_cluster_name = CASE WHEN j.tier = 'ENTERPRISE' THEN j.context -> 'cluster' ->> 'name' END
+        azure_aks_cluster_name = j.context -> 'cluster' ->> 'name'
     FROM j WHERE {TENANT}.id = j.tenant_id
 ), b AS (
     UPDATE {SUBSCRIPTION} SET plan_id = (SELECT code FROM {PLAN} WHERE tier = j.tier)
