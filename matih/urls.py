@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.templatetags.static import static
+from django.views.generic import RedirectView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -7,6 +9,8 @@ from matih.paths import ApiPathFallback
 from provisioning.dashboard.views import dashboard_view
 
 urlpatterns = [
+    # Browsers ask for it on every page; a 404 in every log line helps nobody.
+    path("favicon.ico", RedirectView.as_view(url=static("provisioning/favicon.svg"), permanent=True)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),

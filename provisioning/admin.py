@@ -23,11 +23,6 @@ from provisioning.templatetags.matih_dashboard import moment_field, operation as
 
 admin.site.index_template = "provisioning/admin_index.html"
 
-# The model says "webhook delivery"; Django's plural would be "webhook deliverys". The model
-# is the engine's (provisioning/models.py): this belongs in its Meta, with the next migration
-# there. Options read from Meta (original_attrs) are what migrations see, so this makes none.
-WebhookDelivery._meta.verbose_name_plural = "webhook deliveries"
-
 EVENTS_SHOWN = 500
 S = JobStatus
 

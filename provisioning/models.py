@@ -195,6 +195,7 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["next_attempt_at"], name="webhook_due",
                                 condition=Q(status__in=["PENDING", "RETRYING"]))]
 
