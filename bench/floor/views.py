@@ -105,6 +105,36 @@ def plan_code(tier: str) -> str:
     return _plan_codes[tier]
 
 
+def register(data: dict) -> tuple[Tenant, str, ProvisioningJob]:
+    """One registration in one transaction: the tenant, the admin's raw key, the job."""
+    with transaction.atomic():
+        return write_registration(data)
+
+
+def write_registration(data: dict) -> tuple[Tenant, str, ProvisioningJob]:
+    """The rows of one registration (tenant, settings, roles, user, membership, subscription, key, job)."""
+    now = timezone.now()
+    email = data["adminEmail"].lower()
+    tenant = Tenant.objects.create(
+        name=data["name"], slug=data["slug"], tier=data["tier"], region=data["region"], admin_email=email,
+        status="PROVISIONING", provisioning_started_at=now,
+    )
+    roles = Role.objects.bulk_create([Role(tenant=tenant, name=n, permissions=p) for n, p in ROLES.items()])
+    user = User.objects.create(email=email, username=email, password="!" + secrets.token_urlsafe(30))
+    Membership.objects.create(user=user, tenant=tenant, role=roles[0])
+    Subscription.objects.create(tenant=tenant, plan_id=plan_code(tenant.tier), started_at=now,
+                                current_period_end=now + timedelta(days=30))
+    TenantSettings.objects.create(
+        tenant=tenant, values={**COMMON_SETTINGS, **SETTINGS[tenant.tier], **data.get("settings", {})})
+    prefix = secrets.token_hex(4)
+    raw_key = f"mk_{prefix}_{secrets.token_urlsafe(32)}"
+    ApiKey.objects.create(user=user, tenant=tenant, name="admin (registration)", prefix=prefix,
+                          key_hash=hashlib.sha256(raw_key.encode()).hexdigest())
+    job = ProvisioningJob.objects.create(tenant=tenant, tier=tenant.tier, initiated_by=user,
+                                         context={"slug": tenant.slug, "region": tenant.region})
+    return tenant, raw_key, job
+
+
 class Registration(APIView):
     authentication_classes: list = []
     permission_classes: list = []
@@ -115,28 +145,8 @@ class Registration(APIView):
     def post(self, request):
         body = RegistrationIn(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        now = timezone.now()
-        email = data["adminEmail"].lower()
         try:
-            with transaction.atomic():
-                tenant = Tenant.objects.create(
-                    name=data["name"], slug=data["slug"], tier=data["tier"], region=data["region"], admin_email=email,
-                    status="PROVISIONING", provisioning_started_at=now,
-                )
-                roles = Role.objects.bulk_create([Role(tenant=tenant, name=n, permissions=p) for n, p in ROLES.items()])
-                user = User.objects.create(email=email, username=email, password="!" + secrets.token_urlsafe(30))
-                Membership.objects.create(user=user, tenant=tenant, role=roles[0])
-                Subscription.objects.create(tenant=tenant, plan_id=plan_code(tenant.tier), started_at=now,
-                                            current_period_end=now + timedelta(days=30))
-                TenantSettings.objects.create(
-                    tenant=tenant, values={**COMMON_SETTINGS, **SETTINGS[tenant.tier], **data.get("settings", {})})
-                prefix = secrets.token_hex(4)
-                raw_key = f"mk_{prefix}_{secrets.token_urlsafe(32)}"
-                ApiKey.objects.create(user=user, tenant=tenant, name="admin (registration)", prefix=prefix,
-                                      key_hash=hashlib.sha256(raw_key.encode()).hexdigest())
-                job = ProvisioningJob.objects.create(tenant=tenant, tier=tenant.tier, initiated_by=user,
-                                                     context={"slug": tenant.slug, "region": tenant.region})
+            tenant, raw_key, job = register(body.validated_data)
         except IntegrityError:
             return Response({"error": "slug_taken"}, status=status.HTTP_409_CONFLICT)
         tenant.adminApiKey, tenant.provisioningJobId = raw_key, job.id
