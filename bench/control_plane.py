@@ -1,7 +1,7 @@
 """Control-plane benchmark: tenant registration over HTTP, beside the floor of what Django allows.
 
-    python bench/control_plane.py [--server wsgi|asgi|both] [--duration 15] [--connections 16]
-                                  [--repeat 3] [--rate R] [--workers 4] [--json FILE]
+    python bench/control_plane.py [--server wsgi|asgi|both] [--duration 15] [--slice 3] [--repeat 3]
+                                  [--connections 16] [--rate R] [--workers 4] [--json FILE]
 
 For each server kind it:
 1. creates a scratch database (`matih_bench` on the PostgreSQL of DATABASE_URL, or on
@@ -21,8 +21,10 @@ For each server kind it:
       `--rate` to choose): requests sent on a fixed schedule whatever the answers do,
       each latency measured from its *scheduled* send time, so a stall is charged to
       every request it delays (no coordinated omission); the same three targets;
-   each stage `--repeat` times, the product and the floor in alternating order, every
-   phase after the machine has gone quiet (other engineers share it);
+   each stage `--repeat` times; within a run each phase is measured in slices of a few
+   seconds (`--slice`), the phases' slices side by side in alternating order, each round
+   of slices after the machine has gone quiet: other engineers share it, and their work
+   comes and goes within seconds, so slices side by side see the same of it;
 4. prints each run's figures (p50/p95/p99/max latency, throughput, errors, CPU of the
    client, the server, PostgreSQL and the rest of the machine, and the server's and
    PostgreSQL's CPU per answer), the medians across runs, the ratios and the targets
@@ -39,6 +41,7 @@ import asyncio
 import collections
 import itertools
 import json
+import math
 import os
 import random
 import socket
@@ -131,6 +134,19 @@ class PhaseResult:
             "serverCpuMsPerAnswer": round(self.cpu_ms_per_answer("server"), 3),
             "postgresCpuMsPerAnswer": round(self.cpu_ms_per_answer("postgres"), 3),
         }
+
+    def absorb(self, other: "PhaseResult") -> "PhaseResult":
+        """This phase and a later slice of it, as one phase (CPU shares weighted by time)."""
+        seconds = self.seconds + other.seconds
+        owners = set(self.cpu) | set(other.cpu)
+        self.cpu = {owner: (self.cpu.get(owner, 0.0) * self.seconds + other.cpu.get(owner, 0.0) * other.seconds)
+                    / seconds for owner in owners}
+        self.seconds = seconds
+        self.latencies_ms += other.latencies_ms
+        self.statuses += other.statuses
+        self.transport_errors += other.transport_errors
+        self.connections_opened += other.connections_opened
+        return self
 
     def cpu_ms_per_answer(self, owner: str) -> float:
         """CPU milliseconds `owner` spent per answer of the phase (the share is of one core)."""
@@ -619,18 +635,24 @@ async def drive(kind: str, servers: dict[str, Server], workloads: dict[str, Work
             await run_phase("warm-up", "register", "closed", workloads[target], server, warm)
         await run_phase("warm-up", "healthz", "closed", workloads["product"], servers["product"], warm)
     runs: list[dict[str, PhaseResult]] = [{} for _ in range(args.repeat)]
+    slices = max(1, math.ceil(args.duration / args.slice))
+    slice_args = argparse.Namespace(**{**vars(args), "duration": args.duration / slices})
 
     async def stage(mode: str, rate: float | None) -> None:
+        """Each run: `slices` rounds; a round gives every phase of the stage one slice, back to
+        back, in alternating order, after the machine has gone quiet. Other work on a shared
+        machine comes and goes within seconds: slices side by side see the same of it."""
+        keys = [key for key, _, _, phase_mode in PHASES if phase_mode == mode and key in args.phases]
         for index, run in enumerate(runs):
-            keys = [key for key, _, _, phase_mode in PHASES if phase_mode == mode and key in args.phases]
-            if index % 2:  # the product and the floor in alternating order, so drift favours neither
-                keys = [keys[0], *reversed(keys[1:])] if keys and keys[0].endswith("healthz") else keys[::-1]
-            for key in keys:
-                _, target, endpoint, _ = next(phase for phase in PHASES if phase[0] == key)
-                await asyncio.sleep(args.pause)  # let the last phase's stragglers settle
+            for round_ in range(slices):
                 await wait_for_quiet_machine(args.quiet_wait)
-                run[key] = await run_phase(_label(key, rate, args), endpoint, mode, workloads[target],
-                                           servers[target], args, rate)
+                for key in keys if (index * slices + round_) % 2 == 0 else keys[::-1]:
+                    _, target, endpoint, _ = next(phase for phase in PHASES if phase[0] == key)
+                    await asyncio.sleep(args.pause)  # let the last slice's stragglers settle
+                    part = await run_phase(_label(key, rate, args), endpoint, mode, workloads[target],
+                                           servers[target], slice_args, rate)
+                    run[key] = run[key].absorb(part) if key in run else part
+            for key in keys:
                 print(f"   {kind} #{index + 1}: {_row(run[key]).strip()}", file=sys.stderr, flush=True)
 
     await stage("closed", None)
@@ -697,14 +719,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=["wsgi", "asgi", "both"], default="wsgi",
                         help="the REST API's production server is wsgi (docs/serving.md)")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured phase")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured phase and run")
+    parser.add_argument("--slice", type=float, default=3.0,
+                        help="a phase is measured in slices this long, interleaved with the others'")
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each stage; the report gives medians")
     parser.add_argument("--rate", type=float, default=None,
                         help="open-loop offered requests per second (default: half the floor's saturation)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes, for each server")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before the phases")
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between phases")
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds between slices")
     parser.add_argument("--open-max-connections", type=int, default=64,
                         help="connections the open loop may hold at once")
     parser.add_argument("--phases", default=",".join(key for key, *_ in PHASES),
@@ -717,9 +741,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Redis logical database for the Celery messages of the run")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if not (0 < args.duration <= 600 and (args.rate is None or 0 < args.rate <= 10_000)
+    if not (0 < args.duration <= 600 and 0.5 <= args.slice <= 600 and (args.rate is None or 0 < args.rate <= 10_000)
             and 0 < args.connections <= 1024 and 0 < args.workers <= 64 and 0 < args.repeat <= 20):
-        parser.error("duration 0-600 s, rate 0-10000/s, connections 1-1024, workers 1-64, repeat 1-20")
+        parser.error("duration 0-600 s, slice 0.5-600 s, rate 0-10000/s, connections 1-1024, workers 1-64, repeat 1-20")
     args.phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
     unknown = args.phases - {key for key, *_ in PHASES}
     if unknown:

@@ -129,7 +129,66 @@ def measure(target: str, requests: int, key: str | None, top: int) -> dict:
         stats.sort_stats("cumulative").print_stats(top)
     return {"target": target, "requests": requests, "cpuMsPerRegistration": round(cpu_ms, 3),
             "stages": {name: {"share": round(seconds / whole, 4), "ms": round(cpu_ms * seconds / whole, 3)}
-                       for name, seconds in stages.items()}}
+                       for name, seconds in stages.items()},
+            "postgres": postgres_side(application, f"{prefix}q", requests, key)}
+
+
+def _statement_class(sql: str) -> str:
+    """`INSERT iam_role`, `SELECT iam_apikey`, ...: the verb and the first table named."""
+    words = sql.replace('"', " ").replace("(", " ").split()
+    verb = words[0].upper() if words else "?"
+    for keyword in ("INTO", "FROM", "UPDATE"):
+        if keyword in (w.upper() for w in words):
+            index = [w.upper() for w in words].index(keyword)
+            if index + 1 < len(words):
+                return f"{verb} {words[index + 1]}"
+    return verb
+
+
+def postgres_side(application, prefix: str, requests: int, key: str | None) -> dict:
+    """PostgreSQL's CPU per registration, by statement, read from its backend's /proc entry.
+
+    1. The connection is persistent (CONN_MAX_AGE), so one backend serves every request;
+       its pid comes from pg_backend_pid().
+    2. Around every statement Django runs, the backend's utime+stime (clock ticks) is read
+       before and after; over many registrations the ticks add up to each statement's
+       share (sampling: a tick goes to whichever statement was running).
+    3. What no statement wrapper sees (BEGIN, COMMIT, Django's health check) is the
+       backend's whole CPU minus the statements'.
+    Only when PostgreSQL runs on this machine; else {}.
+    """
+    from django.db import connection
+
+    from bench.common import cpu_seconds
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    if not Path(f"/proc/{backend}/stat").exists():
+        return {}
+    by_statement: dict[str, float] = {}
+
+    def wrapper(execute, sql, params, many, context):
+        before = cpu_seconds([backend])
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            name = _statement_class(sql)
+            by_statement[name] = by_statement.get(name, 0.0) + cpu_seconds([backend]) - before
+
+    started = cpu_seconds([backend])
+    with connection.execute_wrapper(wrapper):
+        for n in range(requests):
+            _register(application, prefix, n, key)
+    whole = cpu_seconds([backend]) - started
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        if cursor.fetchone()[0] != backend:
+            return {"note": "the connection changed during the run; no figures"}
+    per_ms = {name: round(seconds * 1000 / requests, 3) for name, seconds in sorted(by_statement.items())}
+    per_ms["BEGIN, COMMIT, health check (unwrapped)"] = round(
+        (whole - sum(by_statement.values())) * 1000 / requests, 3)
+    return {"backendCpuMsPerRegistration": round(whole * 1000 / requests, 3), "byStatementMs": per_ms}
 
 
 def _median_of(turns: list[dict]) -> dict:
@@ -207,6 +266,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{product['cpuMsPerRegistration'] / floor['cpuMsPerRegistration']:.2f}; turns: product "
           f"{', '.join(str(t['cpuMsPerRegistration']) for t in results['product'])}; floor "
           f"{', '.join(str(t['cpuMsPerRegistration']) for t in results['floor'])})")
+    print("\nPostgreSQL's CPU per registration (its backend's clock ticks, summed by statement), ms")
+    statements = sorted({name for turns in results.values() for turn in turns
+                         for name in turn["postgres"].get("byStatementMs", {})})
+    for name in statements:
+        figures = [statistics.median(turn["postgres"].get("byStatementMs", {}).get(name, 0.0) for turn in results[t])
+                   for t in ("product", "floor")]
+        print(f"  {name:<44} {figures[0]:>8.3f}   {figures[1]:>8.3f}")
+    whole = [statistics.median(turn["postgres"].get("backendCpuMsPerRegistration", float("nan"))
+                               for turn in results[t]) for t in ("product", "floor")]
+    print(f"  {'whole (product, floor)':<44} {whole[0]:>8.3f}   {whole[1]:>8.3f}")
     results = {"turns": results, "medians": summary}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
