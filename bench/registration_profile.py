@@ -1,6 +1,7 @@
 """Where a registration's CPU goes: the product and the floor, in-process, without HTTP.
 
-    python bench/registration_profile.py [--requests 1000] [--top 0] [--json FILE]
+    python bench/registration_profile.py [--requests 1000] [--repeat 3] [--switch-off 5] [--top 0]
+                                         [--json FILE]
 
 1. Creates a scratch database (`matih_profile` on the PostgreSQL of DATABASE_URL, or the
    embedded one), migrates it and makes an operator key.
@@ -14,7 +15,11 @@
       as ms scaled to the unprofiled figure (cProfile's overhead is spread evenly, roughly);
    the two targets take turns `--repeat` times, and the report gives the medians (other
    work on a shared machine slows whichever runs beside it).
-3. Prints both, side by side; drops the database. PostgreSQL's own CPU is not in these
+3. Runs the product once more with each part the floor lacks switched off in turn (the
+   Celery publish, authentication, the middleware, logging) and all at once, in
+   alternating rounds (`--switch-off ROUNDS`, 0 to skip): what each part costs, by its
+   absence, without cProfile's distortion.
+4. Prints it all, side by side; drops the database. PostgreSQL's own CPU is not in these
    figures (bench/control_plane.py measures it under load).
 
 The Celery messages go to Redis logical database 14 (`--redis-db`); no worker reads them,
@@ -133,6 +138,64 @@ def measure(target: str, requests: int, key: str | None, top: int) -> dict:
             "postgres": postgres_side(application, f"{prefix}q", requests, key)}
 
 
+# The parts of the product the floor does not have, each switched off in turn (and all at
+# once) in the product's process: what each costs, measured by its absence.
+SWITCHES = ("Celery publish", "authentication", "middleware but the request context", "logging")
+
+
+def switched_off(key: str | None, requests: int, rounds: int) -> dict:
+    """CPU per registration of the product with each of SWITCHES off, in alternating rounds.
+
+    1. Each variant gets its own WSGI handler (the middleware is read when it is built).
+    2. The rounds take the variants in turn, reversed every other round, so that other
+       work on the machine falls on them alike; the report gives each variant's median.
+    3. Off means: the publish is not sent (the job stays PENDING for the sweeper), the view
+       has no authentication, permission or throttle classes, MIDDLEWARE is only
+       matih.observability's, logging is disabled.
+    """
+    import logging
+
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test.utils import override_settings
+
+    import tenants.services
+    from tenants.api import TenantListCreate
+
+    publish = tenants.services._dispatch
+    view_classes = {name: getattr(TenantListCreate, name)
+                    for name in ("authentication_classes", "permission_classes", "throttle_classes")}
+
+    def handler(off: set[str]) -> tuple[WSGIHandler, str | None]:
+        tenants.services._dispatch = (lambda job_id: None) if "Celery publish" in off else publish
+        for name, classes in view_classes.items():
+            setattr(TenantListCreate, name, [] if "authentication" in off else classes)
+        logging.disable(logging.CRITICAL if "logging" in off else logging.NOTSET)
+        middleware = (["matih.observability.RequestContextMiddleware"]
+                      if "middleware but the request context" in off else settings.MIDDLEWARE)
+        with override_settings(MIDDLEWARE=middleware):
+            return WSGIHandler(), None if "authentication" in off else key
+
+    variants = {"none (the product as it runs)": set(), **{name: {name} for name in SWITCHES},
+                "all of them": set(SWITCHES)}
+    readings: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for round_ in range(rounds):
+            for name in list(variants) if round_ % 2 == 0 else list(variants)[::-1]:
+                application, variant_key = handler(variants[name])
+                prefix = f"a{os.getpid()}r{round_}v{list(variants).index(name)}"
+                for n in range(20):
+                    _register(application, f"{prefix}w", n, variant_key)
+                started = time.process_time()
+                for n in range(requests):
+                    _register(application, prefix, n, variant_key)
+                readings[name].append((time.process_time() - started) * 1000 / requests)
+    finally:
+        handler(set())
+    return {name: {"cpuMsPerRegistration": round(statistics.median(values), 3),
+                   "turns": [round(v, 3) for v in values]} for name, values in readings.items()}
+
+
 def _statement_class(sql: str) -> str:
     """`INSERT iam_role`, `SELECT iam_apikey`, ...: the verb and the first table named."""
     words = sql.replace('"', " ").replace("(", " ").split()
@@ -211,11 +274,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-name", default="matih_profile")
     parser.add_argument("--redis-db", type=int, default=14)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--switch-off", type=int, default=5, metavar="ROUNDS",
+                        help="rounds of the product with each part the floor lacks switched off (0: skip)")
     parser.add_argument("--child", choices=sorted(WSGI), help=argparse.SUPPRESS)
+    parser.add_argument("--switches", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not (0 < args.requests <= 100_000 and 0 < args.repeat <= 20):
         parser.error("requests 1-100000, repeat 1-20")
+    if args.child and args.switches:
+        import django
+
+        django.setup()
+        print(json.dumps(switched_off(args.key, max(50, args.requests // 5), args.switch_off)))
+        return 0
     if args.child:
         print(json.dumps(measure(args.child, args.requests, args.key, args.top)))
         return 0
@@ -248,6 +320,15 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault(target, []).append(json.loads(last))
                 print(f"   {target} #{turn + 1}: {results[target][-1]['cpuMsPerRegistration']:.3f} ms CPU per "
                       "registration", file=sys.stderr, flush=True)
+        switches = {}
+        if args.switch_off:
+            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "product", "--switches",
+                                   "--switch-off", str(args.switch_off), "--requests", str(args.requests),
+                                   "--key", key], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True, timeout=3600)
+            if done.returncode != 0:
+                raise SystemExit(f"the switched-off rounds failed ({done.returncode})")
+            switches = json.loads(done.stdout.strip().splitlines()[-1])
     finally:
         database.drop()
         redis.cleanup()
@@ -276,7 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     whole = [statistics.median(turn["postgres"].get("backendCpuMsPerRegistration", float("nan"))
                                for turn in results[t]) for t in ("product", "floor")]
     print(f"  {'whole (product, floor)':<44} {whole[0]:>8.3f}   {whole[1]:>8.3f}")
-    results = {"turns": results, "medians": summary}
+    if switches:
+        print(f"\nThe product with one part the floor lacks switched off (in-process CPU per registration, median"
+              f" of {args.switch_off} alternating rounds of {max(50, args.requests // 5)})")
+        full = switches["none (the product as it runs)"]["cpuMsPerRegistration"]
+        for name, figures in switches.items():
+            saved = full - figures["cpuMsPerRegistration"]
+            print(f"  off: {name:<40} {figures['cpuMsPerRegistration']:>7.3f} ms"
+                  + (f"   (it costs {saved:.3f} ms)" if figures["cpuMsPerRegistration"] != full else ""))
+    results = {"turns": results, "medians": summary, "switchedOff": switches}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
