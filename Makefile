@@ -31,8 +31,9 @@ bench: install
 bench-ws: install
 	$(BIN)/python bench/ws_fanout.py
 
-# Tenant registration over HTTP under gunicorn (WSGI sync workers and ASGI), closed and open
-# loop, against GET /healthz; a scratch database matih_bench. BENCH_ARGS="--server wsgi ...".
+# Tenant registration over HTTP under gunicorn (WSGI sync workers; --server asgi|both), closed
+# and open loop, beside its floor (bench/floor) and GET /healthz; a scratch database
+# matih_bench. BENCH_ARGS="--repeat 5 --json figures.json ...".
 .PHONY: bench-control-plane
 bench-control-plane: install
 	$(BIN)/python bench/control_plane.py $(BENCH_ARGS)

@@ -1,27 +1,36 @@
-"""Control-plane benchmark: tenant registration over HTTP, served the production way.
+"""Control-plane benchmark: tenant registration over HTTP, beside the floor of what Django allows.
 
-    python bench/control_plane.py [--server wsgi|asgi|both] [--duration 15] [--connections 16]
-                                  [--rate 100] [--workers 4]
+    python bench/control_plane.py [--server wsgi|asgi|both] [--duration 15] [--slice 3] [--repeat 3]
+                                  [--connections 16] [--rate R] [--workers 4] [--json FILE]
 
-For each server it:
+For each server kind it:
 1. creates a scratch database (`matih_bench` on the PostgreSQL of DATABASE_URL, or on
    the embedded one when unset), migrates it and makes an operator key with
    `manage.py operator_key`;
-2. starts gunicorn on 127.0.0.1 with N workers: sync workers on `matih.wsgi`
-   (persistent connections, CONN_MAX_AGE), or `uvicorn_worker.UvicornWorker` on
-   `matih.asgi` with Django's psycopg pool (MATIH_DB_POOL=true);
-3. drives load from this process over HTTP/1.1 keep-alive (asyncio, raw streams: a
-   light client, since it shares the machine's cores with the server and PostgreSQL):
+2. starts two gunicorns on 127.0.0.1 with the same worker class and count: the product
+   (`matih.wsgi` on sync workers, or `matih.asgi` on `uvicorn_worker.UvicornWorker`) and
+   the floor (`bench.floor`: a minimal Django + DRF app that validates the same body and
+   writes the same rows in one transaction, with no auth, logging, metrics or Celery
+   publish), both on the scratch database;
+3. drives them from this process over HTTP/1.1 (asyncio, raw streams: a light client,
+   since it shares the machine's cores with the servers and PostgreSQL):
    a. closed loop at saturation: C connections, each sends its next request as soon
-      as the answer arrives, for a fixed duration;
-   b. open loop: requests sent at a fixed offered rate whatever the answers do, each
-      latency measured from its *scheduled* send time, so a stall is charged to every
-      request it delays (no coordinated omission);
-   each for `GET /healthz` (the baseline: the server and the client alone) and for
-   `POST /api/v1/tenants` with a unique slug per request;
-4. prints p50/p95/p99/max latency, throughput, non-2xx and transport errors, the ratio
-   against the baseline, and where the CPU went (client, server, PostgreSQL), then
-   stops the server and drops the scratch database.
+      as the answer arrives, for a fixed duration: `GET /healthz` (the product's
+      baseline), the product's `POST /api/v1/tenants`, the floor's;
+   b. open loop at half the floor's saturation (the median of the closed-loop runs;
+      `--rate` to choose): requests sent on a fixed schedule whatever the answers do,
+      each latency measured from its *scheduled* send time, so a stall is charged to
+      every request it delays (no coordinated omission); the same three targets;
+   each stage `--repeat` times; within a run each phase is measured in slices of a few
+   seconds (`--slice`), the phases' slices side by side in alternating order, each round
+   of slices after the machine has gone quiet: other engineers share it, and their work
+   comes and goes within seconds, so slices side by side see the same of it;
+4. prints each run's figures (p50/p95/p99/max latency, throughput, errors, CPU of the
+   client, the server, PostgreSQL and the rest of the machine, and the server's and
+   PostgreSQL's CPU per answer), the medians across runs, the ratios and the targets
+   (product saturation >= 0.8x the floor's; product p99 <= 50 ms at half the floor's
+   saturation); `--json FILE` writes the same under stable keys; then stops the
+   servers and drops the scratch database.
 
 Traffic goes only to 127.0.0.1; every loop is bounded in time and count.
 """
@@ -32,9 +41,11 @@ import asyncio
 import collections
 import itertools
 import json
+import math
 import os
 import random
 import socket
+import statistics
 import string
 import sys
 import tempfile
@@ -48,12 +59,32 @@ from bench.common import (  # noqa: E402
     HOST, ROOT, ScratchDatabase, ScratchRedis, base_database_url, base_redis_url, manage,
 )
 from matih.processes import Child, free_port  # noqa: E402
+
 REQUEST_TIMEOUT = 30.0  # seconds; an answer later than this is a transport error
 DRAIN_TIMEOUT = 30.0  # seconds the open loop waits for its last answers
 MAX_REQUESTS_PER_PHASE = 2_000_000  # a hard bound on every loop, whatever the options
 REGIONS = ("eastus", "westeurope", "westus2", "northeurope")
 TIERS = ("FREE", "PROFESSIONAL")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SATURATION_TARGET = 0.8  # the product's saturation against the floor's, at least
+P99_TARGET_MS = 50.0  # the product's p99 at half the floor's saturation, at most
+# Where each target's application lives, by server kind.
+APPLICATIONS = {
+    ("product", "wsgi"): "matih.wsgi:application",
+    ("product", "asgi"): "matih.asgi:application",
+    ("floor", "wsgi"): "bench.floor.wsgi:application",
+    ("floor", "asgi"): "bench.floor.asgi:application",
+}
+SETTINGS_MODULES = {"product": "matih.settings", "floor": "bench.floor.settings"}
+# The measured phases: (key, target, endpoint, mode).
+PHASES = [
+    ("closed-healthz", "product", "healthz", "closed"),
+    ("closed-product", "product", "register", "closed"),
+    ("closed-floor", "floor", "register", "closed"),
+    ("open-healthz", "product", "healthz", "open"),
+    ("open-product", "product", "register", "open"),
+    ("open-floor", "floor", "register", "open"),
+]
 
 
 # --- Results -----------------------------------------------------------------------------
@@ -100,7 +131,29 @@ class PhaseResult:
             "p50": round(self.percentile(50), 2), "p95": round(self.percentile(95), 2),
             "p99": round(self.percentile(99), 2), "max": round(max(self.latencies_ms, default=float("nan")), 2),
             "connectionsOpened": self.connections_opened, "cpu": {k: round(v, 2) for k, v in self.cpu.items()},
+            "serverCpuMsPerAnswer": round(self.cpu_ms_per_answer("server"), 3),
+            "postgresCpuMsPerAnswer": round(self.cpu_ms_per_answer("postgres"), 3),
         }
+
+    def absorb(self, other: "PhaseResult") -> "PhaseResult":
+        """This phase and a later slice of it, as one phase (CPU shares weighted by time)."""
+        seconds = self.seconds + other.seconds
+        owners = set(self.cpu) | set(other.cpu)
+        self.cpu = {owner: (self.cpu.get(owner, 0.0) * self.seconds + other.cpu.get(owner, 0.0) * other.seconds)
+                    / seconds for owner in owners}
+        self.seconds = seconds
+        self.latencies_ms += other.latencies_ms
+        self.statuses += other.statuses
+        self.transport_errors += other.transport_errors
+        self.connections_opened += other.connections_opened
+        return self
+
+    def cpu_ms_per_answer(self, owner: str) -> float:
+        """CPU milliseconds `owner` spent per answer of the phase (the share is of one core)."""
+        answers = len(self.latencies_ms)
+        if not answers:
+            return float("nan")
+        return self.cpu.get(owner, 0.0) / 100.0 * self.seconds * 1000.0 / answers
 
 
 # --- Where the CPU goes --------------------------------------------------------------------
@@ -242,10 +295,10 @@ class Connection:
 class Workload:
     """The bytes of the next request: GET /healthz, or a registration with a fresh slug."""
 
-    def __init__(self, port: int, operator_key: str, run_id: str):
+    def __init__(self, port: int, operator_key: str | None, slug_prefix: str):
         self.host_header = f"Host: {HOST}:{port}\r\n"
-        self.auth_header = f"Authorization: Bearer {operator_key}\r\n"
-        self.run_id = run_id
+        self.auth_header = f"Authorization: Bearer {operator_key}\r\n" if operator_key else ""
+        self.slug_prefix = slug_prefix
         self.counter = itertools.count(1)
         self.healthz_bytes = f"GET /healthz HTTP/1.1\r\n{self.host_header}\r\n".encode()
 
@@ -254,7 +307,7 @@ class Workload:
 
     def registration(self) -> bytes:
         n = next(self.counter)
-        slug = f"b{self.run_id}-{n}"
+        slug = f"{self.slug_prefix}-{n}"
         body = json.dumps({
             "name": f"Bench Tenant {n}",
             "slug": slug,
@@ -346,41 +399,42 @@ async def open_loop(port: int, make_payload, rate: float, seconds: float, max_co
         pool.get_nowait().close()
 
 
-async def run_phase(name: str, endpoint: str, mode: str, workload: Workload, port: int, args,
-                    server_pgid: int | None) -> PhaseResult:
+async def run_phase(name: str, endpoint: str, mode: str, workload: Workload, server: "Server", args,
+                    rate: float | None = None) -> PhaseResult:
     result = PhaseResult(name=name, endpoint=endpoint, mode=mode, seconds=args.duration)
     make_payload = workload.payload_for(endpoint)
-    meter = CpuMeter(server_pgid)
+    meter = CpuMeter(server.pgid)
     opened_before = Connection.opened
     meter.start()
     if mode == "closed":
-        await closed_loop(port, make_payload, args.connections, args.duration, result)
+        await closed_loop(server.port, make_payload, args.connections, args.duration, result)
     else:
-        result.offered_rate = args.rate
-        await open_loop(port, make_payload, args.rate, args.duration, args.open_max_connections, result)
+        result.offered_rate = rate
+        await open_loop(server.port, make_payload, rate, args.duration, args.open_max_connections, result)
     result.cpu = meter.stop()
     result.connections_opened = Connection.opened - opened_before
     return result
 
 
-# --- The scratch database, the server --------------------------------------------------------
+# --- The servers ----------------------------------------------------------------------------
 
 
-def server_command(kind: str, port: int, args) -> list[str]:
+def server_command(target: str, kind: str, port: int, args) -> list[str]:
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", str(args.workers),
                 "--backlog", "2048", "--keep-alive", "75", "--graceful-timeout", "5", "--timeout", "60"]
-    if kind == "wsgi":
-        return gunicorn + ["--worker-class", "sync", "matih.wsgi:application"]
-    return gunicorn + ["--worker-class", "uvicorn_worker.UvicornWorker", "matih.asgi:application"]
+    worker_class = "sync" if kind == "wsgi" else "uvicorn_worker.UvicornWorker"
+    return gunicorn + ["--worker-class", worker_class, APPLICATIONS[target, kind]]
 
 
 class Server(Child):
     """gunicorn with the chosen worker class, in a session of its own (the master and its workers)."""
 
-    def __init__(self, kind: str, env: dict, args, log_path: Path):
+    def __init__(self, target: str, kind: str, env: dict, args, log_path: Path):
+        self.target = target
         self.kind = kind
         self.port = free_port(HOST)
-        super().__init__(f"{kind} server", server_command(kind, self.port, args), env=env, cwd=ROOT,
+        super().__init__(f"{target} {kind} server", server_command(target, kind, self.port, args),
+                         env={**env, "DJANGO_SETTINGS_MODULE": SETTINGS_MODULES[target]}, cwd=ROOT,
                          log_path=log_path)
         self.pgid = self.pid  # start_new_session: the master leads its own group
 
@@ -388,64 +442,171 @@ class Server(Child):
         self.wait_for_http(f"http://{HOST}:{self.port}/healthz", timeout=seconds)
 
 
+# --- Figures across runs --------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    values = [v for v in values if v == v]  # NaN-free
+    return statistics.median(values) if values else float("nan")
+
+
+def medians(runs: list[dict[str, PhaseResult]]) -> dict[str, dict]:
+    """Per phase, the median across runs of each figure (throughput, percentiles, CPU)."""
+    out: dict[str, dict] = {}
+    for key, *_ in PHASES:
+        results = [run[key] for run in runs if key in run]
+        if not results:
+            continue
+        owners = sorted({owner for r in results for owner in r.cpu})
+        out[key] = {
+            "runs": len(results),
+            "throughput": round(_median([r.throughput for r in results]), 1),
+            **{f"p{p}": round(_median([r.percentile(p) for r in results]), 2) for p in (50, 95, 99)},
+            "max": round(_median([max(r.latencies_ms, default=float("nan")) for r in results]), 2),
+            "errors": sum(r.non_2xx + sum(r.transport_errors.values()) for r in results),
+            "cpu": {owner: round(_median([r.cpu.get(owner, 0.0) for r in results]), 1) for owner in owners},
+            "serverCpuMsPerAnswer": round(_median([r.cpu_ms_per_answer("server") for r in results]), 3),
+            "postgresCpuMsPerAnswer": round(_median([r.cpu_ms_per_answer("postgres") for r in results]), 3),
+        }
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b and a == a and b == b else float("nan")
+
+
+def ratios(runs: list[dict[str, PhaseResult]], median: dict[str, dict]) -> dict:
+    """The product against the floor and against /healthz: per run (same minute) and of the medians."""
+    def per_run(a: str, b: str, figure) -> list[float]:
+        return [_ratio(figure(run[a]), figure(run[b])) for run in runs if a in run and b in run]
+
+    def of_medians(a: str, b: str, figure: str) -> float:
+        return _ratio(median[a][figure], median[b][figure]) if a in median and b in median else float("nan")
+
+    throughput, p99 = (lambda r: r.throughput), (lambda r: r.percentile(99))
+    return {
+        "saturationProductToFloor": of_medians("closed-product", "closed-floor", "throughput"),
+        "saturationProductToFloorPerRun": per_run("closed-product", "closed-floor", throughput),
+        "saturationProductToHealthz": of_medians("closed-product", "closed-healthz", "throughput"),
+        "saturationFloorToHealthz": of_medians("closed-floor", "closed-healthz", "throughput"),
+        "p99ProductToFloor": of_medians("open-product", "open-floor", "p99"),
+        "p99ProductToFloorPerRun": per_run("open-product", "open-floor", p99),
+        "p99ProductToHealthz": of_medians("open-product", "open-healthz", "p99"),
+        "serverCpuProductToFloor": of_medians("open-product", "open-floor", "serverCpuMsPerAnswer"),
+    }
+
+
+def targets(median: dict[str, dict], ratio: dict, rate: float) -> dict:
+    saturation = ratio["saturationProductToFloor"]
+    product = median.get("open-product", {})
+    p99 = product.get("p99", float("nan"))
+    return {
+        "saturationRatio": {"value": saturation, "atLeast": SATURATION_TARGET,
+                            "met": bool(saturation == saturation and saturation >= SATURATION_TARGET)},
+        "p99Ms": {"value": p99, "atMost": P99_TARGET_MS, "offeredRate": rate,
+                  "met": bool(p99 == p99 and p99 <= P99_TARGET_MS and not product.get("errors"))},
+    }
+
+
+def machine_load(runs: list[dict[str, PhaseResult]]) -> dict:
+    """How busy the rest of the machine was during the measured phases (% of one core)."""
+    rest = [r.cpu.get("rest", 0.0) for run in runs for r in run.values()]
+    busy = [r.cpu.get("machineBusy", 0.0) for run in runs for r in run.values()]
+    return {
+        "otherWorkMedian": round(_median(rest), 1), "otherWorkMax": round(max(rest, default=float("nan")), 1),
+        "contendedPhases": sum(1 for value in rest if value > 25), "phases": len(rest),
+        "machineBusyMedian": round(_median(busy), 1),
+    }
+
+
 # --- Report ---------------------------------------------------------------------------------
 
 
-def _row(result: PhaseResult) -> str:
-    cpu = result.cpu
-    errors = result.non_2xx + sum(result.transport_errors.values())
-    return (
-        f"  {result.name:<34} {len(result.latencies_ms):>7} {result.throughput:>8.1f} "
-        f"{result.percentile(50):>7.1f} {result.percentile(95):>7.1f} {result.percentile(99):>7.1f} "
-        f"{max(result.latencies_ms, default=float('nan')):>7.1f} {errors:>6}   "
-        f"{cpu.get('client', 0):>4.0f} {cpu.get('server', 0):>4.0f} {cpu.get('postgres', 0):>4.0f} "
-        f"{cpu.get('rest', 0):>4.0f} {cpu.get('machineBusy', 0):>4.0f}"
-    )
-
-
 HEADER = (
-    f"  {'phase':<34} {'answers':>7} {'ok/s':>8} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} {'errors':>6}"
-    f"   {'cli%':>4} {'srv%':>4} {'pg%':>4} {'oth%':>4} {'all%':>4}"
+    f"  {'phase':<38} {'answers':>7} {'ok/s':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>7} {'err':>4}"
+    f"  {'cli%':>4} {'srv%':>4} {'pg%':>4} {'oth%':>4} {'all%':>4}  {'srv ms':>6} {'pg ms':>5}"
 )
 
 
-def print_report(kind: str, command: list[str], results: dict[str, PhaseResult], args) -> None:
-    print(f"\n== {kind}: {' '.join(command[2:])}")
-    print("  latency in ms; cli/srv/pg = CPU of the client, the server's processes, PostgreSQL in % of one"
-          f" core; oth = the rest of the machine's busy time (kernel, Redis, other work); all = machine busy, % of {os.cpu_count()} cores")
+def _row(result: PhaseResult, prefix: str = "") -> str:
+    cpu = result.cpu
+    errors = result.non_2xx + sum(result.transport_errors.values())
+    return (
+        f"  {prefix + result.name:<38} {len(result.latencies_ms):>7} {result.throughput:>7.1f} "
+        f"{result.percentile(50):>6.1f} {result.percentile(95):>6.1f} {result.percentile(99):>6.1f} "
+        f"{max(result.latencies_ms, default=float('nan')):>7.1f} {errors:>4}  "
+        f"{cpu.get('client', 0):>4.0f} {cpu.get('server', 0):>4.0f} {cpu.get('postgres', 0):>4.0f} "
+        f"{cpu.get('rest', 0):>4.0f} {cpu.get('machineBusy', 0):>4.0f}  "
+        f"{result.cpu_ms_per_answer('server'):>6.2f} {result.cpu_ms_per_answer('postgres'):>5.2f}"
+    )
+
+
+def _median_row(key: str, figures: dict) -> str:
+    cpu = figures["cpu"]
+    return (
+        f"  {key:<38} {figures['runs']:>7} {figures['throughput']:>7.1f} {figures['p50']:>6.1f} "
+        f"{figures['p95']:>6.1f} {figures['p99']:>6.1f} {figures['max']:>7.1f} {figures['errors']:>4}  "
+        f"{cpu.get('client', 0):>4.0f} {cpu.get('server', 0):>4.0f} {cpu.get('postgres', 0):>4.0f} "
+        f"{cpu.get('rest', 0):>4.0f} {cpu.get('machineBusy', 0):>4.0f}  "
+        f"{figures['serverCpuMsPerAnswer']:>6.2f} {figures['postgresCpuMsPerAnswer']:>5.2f}"
+    )
+
+
+def _details(result: PhaseResult) -> str:
+    details = []
+    if result.non_2xx:
+        details.append("non-2xx " + ", ".join(f"{code}: {n}" for code, n in sorted(result.statuses.items())
+                                              if not 200 <= code < 300))
+    if result.transport_errors:
+        details.append("transport " + ", ".join(f"{k}: {n}" for k, n in result.transport_errors.items()))
+    other = result.cpu.get("rest", 0)
+    if other > 25:
+        details.append(f"contended: other work took {other:.0f}% of a core, figures are pessimistic")
+    return "      " + "; ".join(details) if details else ""
+
+
+def _fmt(values: list[float]) -> str:
+    return ", ".join(f"x{v:.2f}" for v in values)
+
+
+def print_report(kind: str, report: dict, runs: list[dict[str, PhaseResult]]) -> None:
+    print(f"\n== {kind}: product `{report['command']['product']}`")
+    print(f"   floor `{report['command']['floor']}`")
+    print("  latency in ms; cli/srv/pg = CPU of the client, the measured server's processes, PostgreSQL in % of one"
+          f" core; oth = the rest of the machine's busy time (kernel, Redis, other work); all = machine busy, % of"
+          f" {os.cpu_count()} cores; srv/pg ms = CPU milliseconds per answer")
     print(HEADER)
-    for result in results.values():
-        print(_row(result))
-        details = []
-        if result.non_2xx:
-            details.append("non-2xx " + ", ".join(f"{code}: {n}" for code, n in sorted(result.statuses.items())
-                                                  if not 200 <= code < 300))
-        if result.transport_errors:
-            details.append("transport " + ", ".join(f"{k}: {n}" for k, n in result.transport_errors.items()))
-        other = result.cpu.get("rest", 0)
-        if other > 25:
-            details.append(f"contended: other work took {other:.0f}% of a core, figures are pessimistic")
-        if details:
-            print("      " + "; ".join(details))
-    for mode in ("closed", "open"):
-        base, reg = results.get(f"{mode}-healthz"), results.get(f"{mode}-register")
-        if base and reg and base.latencies_ms and reg.latencies_ms:
-            print(
-                f"  {mode} loop, registration vs /healthz: throughput x{reg.throughput / base.throughput:.2f}, "
-                f"p50 x{reg.percentile(50) / base.percentile(50):.1f}, p99 x{reg.percentile(99) / base.percentile(99):.1f}"
-            )
-    sat, lat = results.get("closed-register"), results.get("open-register")
-    if sat and lat:
-        print(
-            f"  targets: saturation {sat.throughput:.0f}/s (>= 250: {'met' if sat.throughput >= 250 else 'MISSED'}); "
-            f"p99 at {args.rate:g}/s offered {lat.percentile(99):.1f} ms "
-            f"(<= 50: {'met' if lat.percentile(99) <= 50 and not lat.non_2xx else 'MISSED'})"
-        )
+    for index, run in enumerate(runs, 1):
+        for result in run.values():
+            print(_row(result, f"#{index} "))
+            if _details(result):
+                print(_details(result))
+    print(f"  medians across {len(runs)} run(s):")
+    for key, figures in report["medians"].items():
+        print(_median_row(key, figures))
+    ratio, target, load = report["ratios"], report["targets"], report["machine"]
+    print(f"  saturation: product / floor x{ratio['saturationProductToFloor']:.2f} (per run "
+          f"{_fmt(ratio['saturationProductToFloorPerRun'])}); product / healthz x{ratio['saturationProductToHealthz']:.3f},"
+          f" floor / healthz x{ratio['saturationFloorToHealthz']:.3f}")
+    print(f"  open loop at {report['offeredRate']:g}/s: p99 product / floor x{ratio['p99ProductToFloor']:.2f} (per run "
+          f"{_fmt(ratio['p99ProductToFloorPerRun'])}); product / healthz x{ratio['p99ProductToHealthz']:.1f};"
+          f" server CPU per registration product / floor x{ratio['serverCpuProductToFloor']:.2f}")
+    sat, p99 = target["saturationRatio"], target["p99Ms"]
+    print(f"  targets: saturation x{sat['value']:.2f} of the floor's (>= x{sat['atLeast']}: "
+          f"{'met' if sat['met'] else 'MISSED'}); p99 {p99['value']:.1f} ms at {p99['offeredRate']:g}/s offered "
+          f"(<= {p99['atMost']:g} ms: {'met' if p99['met'] else 'MISSED'})")
+    print(f"  machine: other work took a median {load['otherWorkMedian']:.0f}% of a core (max "
+          f"{load['otherWorkMax']:.0f}%) during the {load['phases']} phases; {load['contendedPhases']} contended"
+          f" (> 25%)")
 
 
-async def wait_for_quiet_machine(limit: float, busy_threshold: float = 25.0) -> None:
+# --- The run --------------------------------------------------------------------------------
+
+
+async def wait_for_quiet_machine(limit: float, busy_threshold: float = 25.0) -> float:
     """Wait (at most `limit` seconds) until the machine is near idle between phases, so that
-    other work on a shared machine does not get into the figures; say so if it never is."""
+    other work on a shared machine does not get into the figures; say so if it never is.
+    Returns the last reading (% of one core)."""
     deadline = time.monotonic() + limit
     while True:
         busy_before, total_before = _machine_busy()
@@ -453,41 +614,59 @@ async def wait_for_quiet_machine(limit: float, busy_threshold: float = 25.0) -> 
         busy_after, total_after = _machine_busy()
         busy = 100.0 * (os.cpu_count() or 1) * (busy_after - busy_before) / max(total_after - total_before, 1e-9)
         if busy < busy_threshold:
-            return
+            return busy
         if time.monotonic() > deadline:
             print(f"   note: the machine is {busy:.0f}% busy (of one core) before the phase; other work is "
                   "running, see the oth% column", file=sys.stderr)
-            return
+            return busy
 
 
-async def drive(kind: str, server: Server, operator_key: str, args) -> dict[str, PhaseResult]:
-    workload = Workload(server.port, operator_key, args.run_id)
-    # Warm-up, unmeasured: every worker imports, connects to PostgreSQL and Redis, fills caches.
-    if args.warmup > 0:
+def _label(key: str, rate: float | None, args) -> str:
+    _, target, endpoint, mode = next(phase for phase in PHASES if phase[0] == key)
+    what = "GET /healthz" if endpoint == "healthz" else f"POST /tenants ({target})"
+    return f"closed {args.connections} {what}" if mode == "closed" else f"open {rate:g}/s {what}"
+
+
+async def drive(kind: str, servers: dict[str, Server], workloads: dict[str, Workload], args) -> tuple[list, float]:
+    """The closed-loop stage `--repeat` times, then the open loop at half the floor's saturation."""
+    if args.warmup > 0:  # unmeasured: every worker imports, connects to PostgreSQL and Redis, fills caches
         warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-        await run_phase("warm-up", "register", "closed", workload, server.port, warm, server.pgid)
-        await run_phase("warm-up", "healthz", "closed", workload, server.port, warm, server.pgid)
-    results: dict[str, PhaseResult] = {}
-    plan = [
-        ("closed-healthz", f"closed {args.connections} conns GET /healthz", "healthz", "closed"),
-        ("closed-register", f"closed {args.connections} conns POST /tenants", "register", "closed"),
-        ("open-healthz", f"open {args.rate:g}/s GET /healthz", "healthz", "open"),
-        ("open-register", f"open {args.rate:g}/s POST /tenants", "register", "open"),
-    ]
-    for key, label, endpoint, mode in plan:
-        if key not in args.phases:
-            continue
-        await asyncio.sleep(args.pause)  # let the last phase's stragglers settle
-        await wait_for_quiet_machine(args.quiet_wait)
-        results[key] = await run_phase(label, endpoint, mode, workload, server.port, args, server.pgid)
-        print(f"   {kind}: {_row(results[key]).strip()}", file=sys.stderr, flush=True)
-    return results
+        for target, server in servers.items():
+            await run_phase("warm-up", "register", "closed", workloads[target], server, warm)
+        await run_phase("warm-up", "healthz", "closed", workloads["product"], servers["product"], warm)
+    runs: list[dict[str, PhaseResult]] = [{} for _ in range(args.repeat)]
+    slices = max(1, math.ceil(args.duration / args.slice))
+    slice_args = argparse.Namespace(**{**vars(args), "duration": args.duration / slices})
+
+    async def stage(mode: str, rate: float | None) -> None:
+        """Each run: `slices` rounds; a round gives every phase of the stage one slice, back to
+        back, in alternating order, after the machine has gone quiet. Other work on a shared
+        machine comes and goes within seconds: slices side by side see the same of it."""
+        keys = [key for key, _, _, phase_mode in PHASES if phase_mode == mode and key in args.phases]
+        for index, run in enumerate(runs):
+            for round_ in range(slices):
+                await wait_for_quiet_machine(args.quiet_wait)
+                for key in keys if (index * slices + round_) % 2 == 0 else keys[::-1]:
+                    _, target, endpoint, _ = next(phase for phase in PHASES if phase[0] == key)
+                    await asyncio.sleep(args.pause)  # let the last slice's stragglers settle
+                    part = await run_phase(_label(key, rate, args), endpoint, mode, workloads[target],
+                                           servers[target], slice_args, rate)
+                    run[key] = run[key].absorb(part) if key in run else part
+            for key in keys:
+                print(f"   {kind} #{index + 1}: {_row(run[key]).strip()}", file=sys.stderr, flush=True)
+
+    await stage("closed", None)
+    floor_saturation = _median([run["closed-floor"].throughput for run in runs if "closed-floor" in run])
+    rate = args.rate or (round(floor_saturation / 2) if floor_saturation == floor_saturation else 100.0)
+    print(f"   {kind}: open loop at {rate:g}/s (" + ("--rate" if args.rate else "half the floor's saturation")
+          + ")", file=sys.stderr, flush=True)
+    await stage("open", rate)
+    return runs, rate
 
 
 def bench_server(kind: str, database: ScratchDatabase, redis_url: str, args, log_dir: Path) -> tuple[dict, list]:
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "matih.settings",
         "DATABASE_URL": database.url,
         "REDIS_URL": redis_url,
         "MATIH_DB_POOL": "true" if kind == "asgi" else "false",
@@ -495,19 +674,42 @@ def bench_server(kind: str, database: ScratchDatabase, redis_url: str, args, log
     }
     database.create()
     try:
-        manage(env, "migrate", "--noinput")
-        operator_key = manage(env, "operator_key", "bench-operator@matih.test").strip().splitlines()[-1]
-        server = Server(kind, env, args, log_dir / f"{kind}.log")
+        manage({**env, "DJANGO_SETTINGS_MODULE": "matih.settings"}, "migrate", "--noinput")
+        operator_key = manage({**env, "DJANGO_SETTINGS_MODULE": "matih.settings"}, "operator_key",
+                              "bench-operator@matih.test").strip().splitlines()[-1]
+        servers: dict[str, Server] = {}
         try:
-            server.wait_ready()
-            results = asyncio.run(drive(kind, server, operator_key, args))
+            for target in ("product", "floor"):
+                servers[target] = Server(target, kind, env, args, log_dir / f"{target}-{kind}.log")
+            for server in servers.values():
+                server.wait_ready()
+            workloads = {
+                "product": Workload(servers["product"].port, operator_key, f"b{args.run_id}"),
+                "floor": Workload(servers["floor"].port, None, f"f{args.run_id}"),
+            }
+            runs, rate = asyncio.run(drive(kind, servers, workloads, args))
         finally:
-            server.stop()
-        created = sum(r.statuses.get(201, 0) for r in results.values())
-        tenants, jobs = database.count("tenants_tenant"), database.count("provisioning_provisioningjob")
-        print(f"   {kind}: database holds {tenants} tenants and {jobs} jobs "
-              f"(measured phases answered 201 {created} times; the warm-up made the rest)", file=sys.stderr)
-        return results, server.command
+            for server in servers.values():
+                server.stop()
+        for target, prefix in (("product", f"b{args.run_id}-"), ("floor", f"f{args.run_id}-")):
+            created = sum(run[key].statuses.get(201, 0) for run in runs for key in run if key.endswith(target))
+            tenants = database.query("SELECT count(*) FROM tenants_tenant WHERE slug LIKE %s", (prefix + "%",))[0][0]
+            jobs = database.query("SELECT count(*) FROM provisioning_provisioningjob j JOIN tenants_tenant t "
+                                  "ON t.id = j.tenant_id WHERE t.slug LIKE %s", (prefix + "%",))[0][0]
+            print(f"   {kind}: the {target} wrote {tenants} tenants and {jobs} jobs (measured phases answered 201 "
+                  f"{created} times; the warm-up made the rest)", file=sys.stderr)
+        median = medians(runs)
+        ratio = ratios(runs, median)
+        report = {
+            "command": {target: " ".join(server.command[2:]) for target, server in servers.items()},
+            "offeredRate": rate,
+            "runs": [{key: result.as_dict() for key, result in run.items()} for run in runs],
+            "medians": median,
+            "ratios": ratio,
+            "targets": targets(median, ratio, rate),
+            "machine": machine_load(runs),
+        }
+        return report, runs
     finally:
         if not args.keep_database:
             database.drop()
@@ -515,17 +717,22 @@ def bench_server(kind: str, database: ScratchDatabase, redis_url: str, args, log
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=["wsgi", "asgi", "both"], default="both")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured phase")
+    parser.add_argument("--server", choices=["wsgi", "asgi", "both"], default="wsgi",
+                        help="the REST API's production server is wsgi (docs/serving.md)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured phase and run")
+    parser.add_argument("--slice", type=float, default=3.0,
+                        help="a phase is measured in slices this long, interleaved with the others'")
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
-    parser.add_argument("--rate", type=float, default=100.0, help="open-loop offered requests per second")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each stage; the report gives medians")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open-loop offered requests per second (default: half the floor's saturation)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes, for each server")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before the phases")
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between phases")
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds between slices")
     parser.add_argument("--open-max-connections", type=int, default=64,
                         help="connections the open loop may hold at once")
-    parser.add_argument("--phases", default="closed-healthz,closed-register,open-healthz,open-register",
-                        help="comma-separated subset of the four phases to run")
+    parser.add_argument("--phases", default=",".join(key for key, *_ in PHASES),
+                        help="comma-separated subset of the six phases to run")
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="seconds to wait before each phase for other work on the machine to stop")
     parser.add_argument("--database-name", default="matih_bench", help="scratch database, dropped at the end")
@@ -534,36 +741,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="Redis logical database for the Celery messages of the run")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if not (0 < args.duration <= 600 and 0 < args.rate <= 10_000 and 0 < args.connections <= 1024
-            and 0 < args.workers <= 64):
-        parser.error("duration 0-600 s, rate 0-10000/s, connections 1-1024, workers 1-64")
+    if not (0 < args.duration <= 600 and 0.5 <= args.slice <= 600 and (args.rate is None or 0 < args.rate <= 10_000)
+            and 0 < args.connections <= 1024 and 0 < args.workers <= 64 and 0 < args.repeat <= 20):
+        parser.error("duration 0-600 s, slice 0.5-600 s, rate 0-10000/s, connections 1-1024, workers 1-64, repeat 1-20")
     args.phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
+    unknown = args.phases - {key for key, *_ in PHASES}
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}")
     args.run_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
 
     database = ScratchDatabase(base_database_url(), args.database_name)
     scratch_redis = ScratchRedis(base_redis_url(), args.redis_db)
     scratch_redis.start()
     kinds = ["wsgi", "asgi"] if args.server == "both" else [args.server]
-    report = {"machine": {"cpus": os.cpu_count()}, "options": {k: v for k, v in vars(args).items() if k != "json"},
+    report = {"machine": {"cpus": os.cpu_count()}, "runId": args.run_id,
+              "options": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items() if k != "json"},
               "servers": {}}
-    all_results = {}
+    all_runs = {}
     with tempfile.TemporaryDirectory(prefix="matih-bench-") as log_dir:
         try:
             for kind in kinds:
-                print(f"-- {kind}: preparing {database.name}, starting {args.workers} workers", file=sys.stderr)
-                results, command = bench_server(kind, database, scratch_redis.url, args, Path(log_dir))
-                all_results[kind] = (results, command)
-                report["servers"][kind] = {"command": " ".join(command[2:]),
-                                           "phases": {k: r.as_dict() for k, r in results.items()}}
+                print(f"-- {kind}: preparing {database.name}, starting the product and the floor, "
+                      f"{args.workers} workers each", file=sys.stderr)
+                report["servers"][kind], all_runs[kind] = bench_server(kind, database, scratch_redis.url, args,
+                                                                      Path(log_dir))
         finally:
             removed = scratch_redis.cleanup()
             if removed:
                 print(f"-- removed {removed} Redis keys the run created in db {args.redis_db}", file=sys.stderr)
 
-    print(f"\nMATIH control-plane benchmark: {os.cpu_count()} cores shared by the client, the server and "
-          f"PostgreSQL; {args.duration:g} s per phase; run {args.run_id}")
-    for kind, (results, command) in all_results.items():
-        print_report(kind, command, results, args)
+    print(f"\nMATIH control-plane benchmark: {os.cpu_count()} cores shared by the client, the servers and "
+          f"PostgreSQL; {args.duration:g} s per phase, {args.repeat} run(s); run {args.run_id}")
+    for kind, runs in all_runs.items():
+        print_report(kind, report["servers"][kind], runs)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from django.db import IntegrityError, transaction
+from django.db import connection, models
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from iam.models import ApiKey, Membership, Role, User
@@ -137,19 +139,34 @@ class IamServiceClient(Protocol):
     def create_admin_user(self, *, tenant, email: str, role: Role) -> User: ...
 
 
+def _insert_unless_conflicting(obj: models.Model) -> bool:
+    """INSERT the unsaved `obj` with ON CONFLICT DO NOTHING; whether the row went in.
+
+    The ORM's own insert (Django renders the SQL and prepares the values, as save()
+    does), keeping the cursor's row count, which save() and bulk_create() do not return.
+    """
+    query = InsertQuery(type(obj), on_conflict=OnConflict.IGNORE)
+    query.insert_values(type(obj)._meta.local_concrete_fields, [obj])
+    inserted = 0
+    with connection.cursor() as cursor:
+        for sql, params in query.get_compiler(using=connection.alias).as_sql():
+            cursor.execute(sql, params)
+            inserted += cursor.rowcount
+    if inserted:
+        obj._state.adding, obj._state.db = False, connection.alias
+    return inserted == 1
+
+
 class InProcessIamServiceClient:
     def create_admin_user(self, *, tenant, email: str, role: Role) -> User:
         # No password hash on the hot path: an unusable password, an invitation later.
-        # The same person may administer several tenants: the INSERT runs in a
-        # savepoint, and a unique violation (an existing user, or a concurrent
-        # registration with the same email: the INSERT waits for it to commit) takes
-        # the existing user instead. A new email, the usual case, costs one statement.
+        # The same person may administer several tenants: the INSERT does nothing on a
+        # unique conflict (an existing user, or a concurrent registration with the same
+        # email: the INSERT waits for it to commit), and the existing user is taken
+        # instead. A new email, the usual case, costs one statement and no savepoint.
         user = User(email=email, username=email)
         user.set_unusable_password()
-        try:
-            with transaction.atomic():
-                user.save(force_insert=True)
-        except IntegrityError:
+        if not _insert_unless_conflicting(user):
             user = User.objects.get(email=email)
         Membership.objects.create(user=user, tenant=tenant, role=role)
         return user

@@ -6,6 +6,11 @@ import re
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matih.settings")
+# Under ASGI a sync view runs in a thread, and CONN_MAX_AGE would open a new PostgreSQL
+# connection per request: this entry point turns Django's psycopg pool on unless the
+# environment says otherwise (MATIH_DB_POOL=false). The settings module is shared with
+# WSGI and the Celery workers, so the choice is made here, before the settings load.
+os.environ.setdefault("MATIH_DB_POOL", "true")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)

@@ -71,11 +71,16 @@ class SignupThrottle(SimpleRateThrottle):
         return super().get_ident(request)
 
 
+# One instance renders every answer: a ModelSerializer builds its fields anew for each
+# instance, which cost ten times the rendering itself; rendering keeps no state.
+_REGISTRATION_RESPONSE = RegistrationResponseSerializer()
+
+
 def render_registration(registration: Registration) -> dict:
     tenant = registration.tenant
     tenant.adminApiKey = registration.admin_api_key
     tenant.provisioningJobId = registration.job.id
-    return RegistrationResponseSerializer(tenant).data
+    return _REGISTRATION_RESPONSE.to_representation(tenant)
 
 
 class TenantListCreate(ListAPIView):
