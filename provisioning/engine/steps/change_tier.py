@@ -53,12 +53,21 @@ def restore_tier_quotas(ctx: StepContext, outputs: dict) -> dict:
     return ctx.backend.kubernetes.ensure_quotas(ctx.from_spec)
 
 
+def _tier_policies(ctx: StepContext, spec) -> dict:
+    """The tier's NetworkPolicies; those it does not have are pruned, and leave the inventory too."""
+    result = ctx.backend.kubernetes.ensure_network_policies(spec)
+    location = cluster_location(ctx, spec)
+    removed = [{"kind": "NetworkPolicy", "name": pruned.split("/", 1)[1], "location": location}
+               for pruned in result.get("pruned", [])]  # "NetworkPolicy/{namespace}/{name}"
+    return {**result, "removed": removed}
+
+
 def apply_tier_networking(ctx: StepContext) -> dict:
-    return ctx.backend.kubernetes.ensure_network_policies(ctx.spec)
+    return _tier_policies(ctx, ctx.spec)
 
 
 def restore_tier_networking(ctx: StepContext, outputs: dict) -> dict:
-    return ctx.backend.kubernetes.ensure_network_policies(ctx.from_spec)
+    return _tier_policies(ctx, ctx.from_spec)
 
 
 def upgrade_core_services(ctx: StepContext) -> dict:
