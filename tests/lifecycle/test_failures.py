@@ -149,6 +149,7 @@ class Run:
     case: Case
     tenant: dict
     before: dict  # the tenant's world before the operation
+    record_before: dict  # GET /tenants/{id} before the operation
     job: ProvisioningJob | None = None
 
     @property
@@ -159,6 +160,9 @@ class Run:
 def check_the_failure(client, run: Run) -> None:
     case, job, record = run.case, run.job, run.record
     assert job.kind == case.plan.kind and job.status == "FAILED", f"the job is {job.kind} {job.status}"
+    status = client.get(f"/api/v1/tenants/{record.id}/provisioning/status").json()
+    assert (status["kind"], status["jobStatus"], status["status"]) == (case.plan.kind, "FAILED", record.status), status
+    assert case.step in (status["errorMessage"] or ""), f"the status's errorMessage: {status['errorMessage']!r}"
     failed = StepRun.objects.get(job=job, name=case.step)
     assert failed.attempts == 1, f"{case.step} ran {failed.attempts} times: a permanent fault is not retried"
     assert case.step in job.error_message, f"the job's errorMessage does not name {case.step}: {job.error_message}"
@@ -170,6 +174,7 @@ def check_the_failure(client, run: Run) -> None:
     assert not StepRun.objects.filter(job=job, status=StepStatus.COMPENSATION_FAILED).exists()
     changed = differences(run.before, now)
     assert not changed, "the tenant's world is not what it was:\n" + changed
+    assert record_of(client, run.tenant) == run.record_before, "the tenant record is not what it was"
     if case.plan.kind == Kind.CHANGE_TIER:
         assert (record.status, record.tier) == ("ACTIVE", case.plan.from_tier), \
             f"the tenant is {record.status} at {record.tier}"
@@ -227,15 +232,22 @@ def _on_the_shared_side(key: tuple, shared_cluster: str) -> bool:
         kind == "DatabaseSchema" and location.endswith("/matih_data"))
 
 
+def record_of(client, tenant: dict) -> dict:
+    response = client.get(f"/api/v1/tenants/{tenant['id']}")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
 # --- the matrix --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("plan", LIFECYCLE_PLANS, ids=lambda plan: plan.key)
-def test_a_permanent_failure_in_each_phase_leaves_the_tenant_as_the_contract_promises(
+def test_a_failure_in_each_phase_leaves_the_tenant_as_the_contract_promises(
         dataplane, operator_client, plan):
     cases = cases_of(plan)
     tenants = prepare(operator_client, plan, len(cases))
-    runs = [Run(case, tenant, world(tenant["slug"])) for case, tenant in zip(cases, tenants)]
+    runs = [Run(case, tenant, world(tenant["slug"]), record_of(operator_client, tenant))
+            for case, tenant in zip(cases, tenants)]
     for run in runs:
         start(operator_client, run.case, run.tenant)
     for run, job in zip(runs, wait_for_jobs(tenants, plan.kind)):
@@ -263,3 +275,16 @@ def test_a_permanent_failure_in_each_phase_leaves_the_tenant_as_the_contract_pro
         check(run, check_the_retry, before_retry[run.case], job_of(run.tenant["id"]))
     assert not broken, f"{len(broken)} of {len(cases)} case(s) broke:\n\n" + "\n\n".join(
         f"{case}: {failure}" for case, failure in broken.items())
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine: rollback.fail_forward gives the job the failed step's message only; DESIGN.md section 6 says a "
+    "deprovisioning that fails forward is FAILED 'with the list of what is left' (the tenant record has it, "
+    "by Deprovisioned.failed; the status API shows the job's errorMessage)"))
+def test_a_failed_deprovisionings_status_names_what_is_left(dataplane, operator_client):
+    (tenant,) = prepare(operator_client, PLANS["DEPROVISION:PROFESSIONAL"], 1)
+    start_deprovision(tenant, faults={"RELEASE_CLUSTER_SLOT": {"mode": "permanent"}})
+    wait_for_jobs([tenant], Kind.DEPROVISION)
+    status = operator_client.get(f"/api/v1/tenants/{tenant['id']}/provisioning/status").json()
+    assert (status["jobStatus"], status["status"]) == ("FAILED", "PENDING_DELETION")
+    assert f"ClusterSlot {tenant['slug']}" in status["errorMessage"], status["errorMessage"]
