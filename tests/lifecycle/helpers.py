@@ -6,7 +6,9 @@ import json
 from django.db import transaction
 
 from deploy.models import Cluster, ClusterSlot, SimulatedResource
+from deploy.simulated import SimulatedCloud
 from provisioning import lifecycle
+from provisioning.engine.spec import tenant_spec
 from provisioning.engine.steps.context import terraform_lock_key
 from provisioning.models import ProvisioningJob
 from tenants.models import Tenant
@@ -20,6 +22,11 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # Bookkeeping that legitimately changes when a step is undone: a Helm release installed again at
 # the former tier's values is a new revision (its values' fingerprint is compared).
 BOOKKEEPING = {"HelmRelease": ("revision",)}
+# Between two tenants that did the same: the revision counts (a release installed twice with other
+# values is one more), its fingerprint cannot (the values hold the tenant's names).
+TWIN_BOOKKEEPING = {"HelmRelease": ("values",)}
+# What each provisioned tenant's services have written to its schema (migrated, exported, dropped).
+ROWS = {"reports": [{"id": i, "title": f"report {i}"} for i in range(5)], "users": [{"id": 1, "name": "ada"}]}
 
 Key = tuple[str, str, str]  # (kind, location, name)
 
@@ -67,10 +74,12 @@ def assert_inventory_is_what_exists(client, tenant: dict, world_: dict[Key, dict
     assert not wrong, "GET /resources is not what exists ('extra': listed, not there):\n" + wrong
 
 
-def generic(world_: dict[Key, dict], slug: str) -> dict[Key, dict]:
-    """A world with the tenant's slug (and its SQL identifier) replaced: two tenants' worlds compare."""
+def generic(world_: dict[Key, dict], tenant: dict) -> dict[Key, dict]:
+    """A world with the tenant's id, slug and SQL identifier replaced, so that two tenants' worlds
+    compare (give world() `ignore=TWIN_BOOKKEEPING`: a release's values fingerprint hashes the slug)."""
+    slug = tenant["slug"]
     text = json.dumps(sorted(([*key], data) for key, data in world_.items()))
-    text = text.replace(slug.replace("-", "_"), "{sql}").replace(slug, "{slug}")
+    text = text.replace(str(tenant["id"]), "{id}").replace(slug.replace("-", "_"), "{sql}").replace(slug, "{slug}")
     return {tuple(key): data for key, data in json.loads(text)}
 
 
@@ -93,7 +102,18 @@ def provisioned(client, tier: str, count: int = 1, *, time_scale: float = 0.0) -
              message=f"{count} {tier} tenants to provision")
     for tenant in tenants:
         assert job_of(tenant["id"]).status == "COMPLETED", job_of(tenant["id"]).error_message
+        write_rows(tenant)
     return tenants
+
+
+def write_rows(tenant: dict, tables: dict[str, list] = ROWS) -> None:
+    """The tenant's services writing to its schema in the simulated cloud."""
+    record = Tenant.objects.get(id=tenant["id"])
+    spec = tenant_spec(tenant_id=record.id, slug=record.slug, tier=record.tier, region=record.region,
+                       admin_email=record.admin_email)
+    database = SimulatedCloud(time_scale=0).database
+    for table, rows in tables.items():
+        database.put_rows(spec, table, rows)
 
 
 def simulate(faults: dict | None = None, time_scale: float = 0.0) -> dict:
