@@ -10,7 +10,7 @@ from deploy.simulated import SimulatedCloud
 from provisioning import lifecycle
 from provisioning.engine.spec import tenant_spec
 from provisioning.engine.steps.context import terraform_lock_key
-from provisioning.models import ProvisioningJob
+from provisioning.models import ProvisioningJob, TenantResource
 from tenants.models import Tenant
 from tests.dataplane.conftest import wait_for
 from tests.dataplane.helpers import job_of, register
@@ -77,10 +77,23 @@ def assert_inventory_is_what_exists(client, tenant: dict, world_: dict[Key, dict
 def generic(world_: dict[Key, dict], tenant: dict) -> dict[Key, dict]:
     """A world with the tenant's id, slug and SQL identifier replaced, so that two tenants' worlds
     compare (give world() `ignore=TWIN_BOOKKEEPING`: a release's values fingerprint hashes the slug)."""
+    items = _anonymous(sorted(([*key], data) for key, data in world_.items()), tenant)
+    return {tuple(key): data for key, data in items}
+
+
+def made_by_each_step(job: ProvisioningJob, tenant: dict) -> dict[str, list[Key]]:
+    """What each step of the job recorded in the inventory (removed since or not), made generic."""
+    made: dict[str, list] = {}
+    for row in TenantResource.objects.filter(job=job).order_by("step", "kind", "location", "name"):
+        made.setdefault(row.step, []).append([row.kind, row.location, row.name])
+    return {step: [tuple(key) for key in keys] for step, keys in _anonymous(made, tenant).items()}
+
+
+def _anonymous(value, tenant: dict):
     slug = tenant["slug"]
-    text = json.dumps(sorted(([*key], data) for key, data in world_.items()))
+    text = json.dumps(value)
     text = text.replace(str(tenant["id"]), "{id}").replace(slug.replace("-", "_"), "{sql}").replace(slug, "{slug}")
-    return {tuple(key): data for key, data in json.loads(text)}
+    return json.loads(text)
 
 
 def differences(expected: dict[Key, dict], actual: dict[Key, dict]) -> str:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from dataclasses import dataclass
 
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection, transaction
 
 from provisioning.engine.plans import Kind
 from provisioning.models import ProvisioningEvent, ProvisioningJob, StepRun
@@ -31,6 +34,7 @@ from .helpers import (
     delete,
     differences,
     generic,
+    made_by_each_step,
     provisioned,
     suspend,
     upgrade,
@@ -41,19 +45,30 @@ from .helpers import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def twin_world(client, from_tier: str, to_tier: str) -> dict:
-    """The world of a tenant that made the change undisturbed (generic: any tenant's compares)."""
+@dataclass(frozen=True)
+class Twin:
+    """What a tenant that made the change undisturbed has (generic: any tenant's compares)."""
+
+    world: dict
+    made: dict  # step -> what it recorded in the inventory
+
+
+def twin_of(client, from_tier: str, to_tier: str) -> Twin:
     (twin,) = provisioned(client, from_tier)
     upgrade(client, twin, to_tier)
     (job,) = wait_for_jobs([twin], Kind.CHANGE_TIER)
     assert job.status == "COMPLETED", job.error_message
-    return generic(world(twin["slug"], ignore=TWIN_BOOKKEEPING), twin)
+    return Twin(generic(world(twin["slug"], ignore=TWIN_BOOKKEEPING), twin), made_by_each_step(job, twin))
 
 
-def assert_made_once_as_by_its_twin(client, tenant: dict, expected: dict) -> None:
+def assert_made_once_as_by_its_twin(client, tenant: dict, job: ProvisioningJob, twin: Twin) -> None:
     actual = generic(world(tenant["slug"], ignore=TWIN_BOOKKEEPING), tenant)
-    wrong = differences(expected, actual)
+    wrong = differences(twin.world, actual)
     assert not wrong, "not what the undisturbed twin has ('extra': made beside it, twice, or left):\n" + wrong
+    made = made_by_each_step(job, tenant)
+    wrong = {step: (twin.made.get(step), made.get(step)) for step in set(twin.made) | set(made)
+             if twin.made.get(step) != made.get(step)}
+    assert not wrong, f"steps that recorded other resources than the twin's (twin's, this one's): {wrong}"
     assert_inventory_is_what_exists(client, tenant)
 
 
@@ -82,7 +97,58 @@ def kill_the_worker_running(dataplane, job: ProvisioningJob, phase: str, *, side
     pid = pids.pop()
     assert pid in dataplane.children()
     os.kill(pid, signal.SIGKILL)
-    return {row.name for row in rows}
+    time.sleep(0.2)  # a commit the child sent before it died lands; nothing takes its steps over for a lease
+    killed = {row.name for row in StepRun.objects.filter(job=job, status="RUNNING",
+                                                          claimed_by__contains=f":{pid}:")}
+    assert killed, "the kill caught no step running"
+    return killed
+
+
+def kill_the_worker_between_the_work_and_its_commit(dataplane, job: ProvisioningJob, step: str) -> set[str]:
+    """SIGKILL the worker child after `step` did its work and before its success committed; the steps it ran.
+
+    1. Once the step runs, hold the job's row lock. A step's success is one statement that updates
+       its StepRun row, then the job's row (provisioning.engine.runner.SUCCEED_SQL): once the step's
+       work is done, that statement holds the StepRun row and waits for the job's.
+    2. The StepRun row held by another (tried in a savepoint rolled back, so that this test never
+       holds it; twice, 50 ms apart: a heartbeat renewing the lease holds it an instant): kill the
+       child; end its statements that wait for a lock (PostgreSQL notices a dead client only when
+       it next talks to it: the backend would commit them once the lock is free; in these tests
+       nothing else waits for a lock, the sweeper skips locked rows).
+    3. Release the lock. The step is RUNNING with its work done, as if its worker died just before
+       the commit; the phase's other steps running then died mid-step or before their commit too.
+    """
+    wait_for(lambda: StepRun.objects.filter(job=job, name=step, status="RUNNING").exists(), timeout=60,
+             interval=0.005, message=f"{step} to run")
+    row = StepRun.objects.get(job=job, name=step)
+    pid = int(row.claimed_by.split(":")[1])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {ProvisioningJob._meta.db_table} WHERE id = %s FOR UPDATE", [job.id])
+
+        def held_by_its_success() -> bool:
+            with transaction.atomic():
+                cursor.execute(f"SELECT 1 FROM {StepRun._meta.db_table} WHERE id = %s FOR UPDATE SKIP LOCKED",
+                               [row.id])
+                held = cursor.fetchone() is None
+                transaction.set_rollback(True)
+            return held
+
+        wait_for(lambda: held_by_its_success() and (time.sleep(0.05) or held_by_its_success()), timeout=60,
+                 interval=0.005, message=f"{step}'s work to be done")
+        assert pid in dataplane.children()
+        os.kill(pid, signal.SIGKILL)
+
+        def waiting() -> list[int]:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else a transaction sees its first look's
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'")
+            return [backend for (backend,) in cursor.fetchall()]
+
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [waiting()])
+        wait_for(lambda: not waiting(), timeout=10, message="the dead child's statements to end")
+    killed = {r.name for r in StepRun.objects.filter(job=job, status="RUNNING", claimed_by__contains=f":{pid}:")}
+    assert step in killed, f"{step} committed before the kill: {killed}"
+    return killed
 
 
 def assert_only_the_killed_ran_again(job: ProvisioningJob, killed: set[str]) -> None:
@@ -94,52 +160,68 @@ def assert_only_the_killed_ran_again(job: ProvisioningJob, killed: set[str]) -> 
 
 # --- SIGKILL ----------------------------------------------------------------------------------------
 
-KILLS = [
-    # (from tier, to tier, the phase the kill hits, how many of its steps run side by side then, time scale)
-    pytest.param("FREE", "PROFESSIONAL", "DEPLOYING_SERVICES", 2, None, 0.01, id="FREE->PROFESSIONAL-DEPLOYING_SERVICES"),
+# When the kill lands: while the steps run (the simulated cloud sleeps a step's time before its
+# work, so nothing is made yet), or after a step's work, before its success commits (the work is
+# done again: it must make nothing twice).
+MID_STEP, BEFORE_COMMIT = "mid-step", "before-commit"
+
+
+def kill(dataplane, job: ProvisioningJob, moment: str, phase: str, step: str | None) -> set[str]:
+    if moment == BEFORE_COMMIT:
+        return kill_the_worker_between_the_work_and_its_commit(dataplane, job, step)
+    return kill_the_worker_running(dataplane, job, phase, side_by_side=2 if step is None else 1, step=step)
+
+
+KILLED_CHANGES = [
+    # (from tier, to tier, the phase, the step (None: two side by side), when, the time scale)
+    pytest.param("FREE", "PROFESSIONAL", "DEPLOYING_SERVICES", None, MID_STEP, 0.01,
+                 id="FREE->PROFESSIONAL-DEPLOYING_SERVICES-mid-step"),
+    pytest.param("FREE", "PROFESSIONAL", "DEPLOYING_SERVICES", "UPGRADE_CORE_SERVICES", BEFORE_COMMIT, 0.004,
+                 id="FREE->PROFESSIONAL-UPGRADE_CORE_SERVICES-before-commit"),
     # The apply holds the tenant's Terraform state lock: the step that runs again must get it back.
-    pytest.param("PROFESSIONAL", "ENTERPRISE", "PROVISIONING_INFRASTRUCTURE", 1, "TERRAFORM_APPLY", 0.002,
-                 id="PROFESSIONAL->ENTERPRISE-PROVISIONING_INFRASTRUCTURE"),
-    pytest.param("PROFESSIONAL", "ENTERPRISE", "MIGRATING_DATA", 1, "COPY_TENANT_DATA", 0.004,
-                 id="PROFESSIONAL->ENTERPRISE-MIGRATING_DATA"),
+    pytest.param("PROFESSIONAL", "ENTERPRISE", "PROVISIONING_INFRASTRUCTURE", "TERRAFORM_APPLY", BEFORE_COMMIT, 0.001,
+                 id="PROFESSIONAL->ENTERPRISE-TERRAFORM_APPLY-before-commit"),
+    pytest.param("PROFESSIONAL", "ENTERPRISE", "MIGRATING_DATA", "COPY_TENANT_DATA", MID_STEP, 0.004,
+                 id="PROFESSIONAL->ENTERPRISE-COPY_TENANT_DATA-mid-step"),
 ]
 
 
-@pytest.mark.parametrize("from_tier, to_tier, phase, side_by_side, step, scale", KILLS)
+@pytest.mark.parametrize("from_tier, to_tier, phase, step, moment, scale", KILLED_CHANGES)
 def test_worker_killed_while_a_tier_change_runs_the_change_completes_making_everything_once(
-        dataplane, sweeper, operator_client, from_tier, to_tier, phase, side_by_side, step, scale):
-    expected = twin_world(operator_client, from_tier, to_tier)
+        dataplane, sweeper, operator_client, from_tier, to_tier, phase, step, moment, scale):
+    twin = twin_of(operator_client, from_tier, to_tier)
     (tenant,) = provisioned(operator_client, from_tier)
     upgrade(operator_client, tenant, to_tier, time_scale=scale)
     job = job_of(tenant["id"])
-    killed = kill_the_worker_running(dataplane, job, phase, side_by_side=side_by_side, step=step)
+    killed = kill(dataplane, job, moment, phase, step)
 
     (job,) = wait_for_jobs([tenant], Kind.CHANGE_TIER, timeout=120)
     assert job.status == "COMPLETED", job.error_message
     record = Tenant.objects.get(id=tenant["id"])
     assert (record.status, record.tier) == ("ACTIVE", to_tier)
     assert_only_the_killed_ran_again(job, killed)
-    assert_made_once_as_by_its_twin(operator_client, tenant, expected)
+    assert_made_once_as_by_its_twin(operator_client, tenant, job, twin)
     wait_for(lambda: len(dataplane.children()) == 2, timeout=10, message="the pool to replace its child")
 
 
 KILLED_DEPROVISIONS = [
-    pytest.param("PROFESSIONAL", None, 0.01, id="PROFESSIONAL"),
-    # terraform destroy takes the tenant's state lock itself: the step that runs again must get it back.
-    pytest.param("ENTERPRISE", "DESTROY_DEDICATED_CLUSTER", 0.003, id="ENTERPRISE-DESTROY_DEDICATED_CLUSTER"),
+    pytest.param("PROFESSIONAL", None, MID_STEP, 0.01, id="PROFESSIONAL-mid-step"),
+    # terraform destroy takes the tenant's state lock itself: the step that runs again must take it again.
+    pytest.param("ENTERPRISE", "DESTROY_DEDICATED_CLUSTER", BEFORE_COMMIT, 0.002,
+                 id="ENTERPRISE-DESTROY_DEDICATED_CLUSTER-before-commit"),
 ]
 
 
-@pytest.mark.parametrize("tier, step, scale", KILLED_DEPROVISIONS)
+@pytest.mark.parametrize("tier, step, moment, scale", KILLED_DEPROVISIONS)
 def test_worker_killed_while_a_deprovisioning_tears_down_nothing_is_left(dataplane, sweeper, operator_client,
-                                                                        tier, step, scale):
+                                                                        tier, step, moment, scale):
     (tenant,) = provisioned(operator_client, tier)
     suspend(operator_client, tenant, time_scale=scale)  # its pace: the deprovisioning takes the latest job's
     wait_for_jobs([tenant], Kind.SUSPEND)
     delete(operator_client, tenant, grace_seconds=0)  # suspended already: the sweeper deprovisions it now
     job = wait_for(lambda: (lambda j: j if j.kind == Kind.DEPROVISION else None)(job_of(tenant["id"])),
                    timeout=30, message="the sweeper to start the deprovisioning")
-    killed = kill_the_worker_running(dataplane, job, "TEARING_DOWN", step=step)
+    killed = kill(dataplane, job, moment, "TEARING_DOWN", step)
 
     (job,) = wait_for_jobs([tenant], Kind.DEPROVISION, timeout=120)
     assert job.status == "COMPLETED", job.error_message
@@ -156,7 +238,7 @@ DEPROVISIONS = [("FREE", 0.01), ("PROFESSIONAL", 0.01), ("ENTERPRISE", 0.004)]
 
 def test_redis_wiped_during_tier_changes_and_deprovisions_every_job_completes_and_nothing_is_left(
         dataplane, sweeper, operator_client):
-    expected = {(a, b): twin_world(operator_client, a, b) for a, b, _ in CHANGES}
+    twins = {(a, b): twin_of(operator_client, a, b) for a, b, _ in CHANGES}
     changing = [provisioned(operator_client, a)[0] for a, _, _ in CHANGES]
     leaving = [provisioned(operator_client, tier)[0] for tier, _ in DEPROVISIONS]
     for tenant, (_, scale) in zip(leaving, DEPROVISIONS):
@@ -189,9 +271,9 @@ def test_redis_wiped_during_tier_changes_and_deprovisions_every_job_completes_an
     for job in jobs:
         again = {name: count for name, count in attempts_of(job).items() if count != 1}
         assert not again, f"{job.kind} {job.tier}: a lost message re-ran nothing, yet {again}"
-    for tenant, (a, b, _) in zip(changing, CHANGES):
+    for tenant, job, (a, b, _) in zip(changing, jobs, CHANGES):
         record = Tenant.objects.get(id=tenant["id"])
         assert (record.status, record.tier) == ("ACTIVE", b)
-        assert_made_once_as_by_its_twin(operator_client, tenant, expected[(a, b)])
+        assert_made_once_as_by_its_twin(operator_client, tenant, job, twins[(a, b)])
     for tenant in leaving:
         assert_nothing_left(operator_client, tenant)
