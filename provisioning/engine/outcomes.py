@@ -197,7 +197,8 @@ class Deprovisioned(Outcome):
             params={}, message="The tenant is DELETED: nothing of it is left; its record and history are kept.")
 
     def failed(self, job, message: str, *, cancelled: bool) -> None:
-        from provisioning.selectors import resources_of  # the selectors import the engine
+        # Imported here: the selectors import the engine.
+        from provisioning.selectors import resources_of
 
         left = resources_of(Tenant(id=job.tenant_id))
         if left:

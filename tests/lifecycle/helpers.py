@@ -70,7 +70,7 @@ def assert_inventory_is_what_exists(client, tenant: dict, world_: dict[Key, dict
     """GET /resources lists exactly what the tenant has in the cloud (`world_`, or now)."""
     exists = inventoried(world(tenant["slug"]) if world_ is None else world_)
     listed = inventory(client, tenant["id"])
-    wrong = differences(dict.fromkeys(exists, {}), dict.fromkeys(listed, {}))
+    wrong = differences(dict.fromkeys(exists), dict.fromkeys(listed))
     assert not wrong, "GET /resources is not what exists ('extra': listed, not there):\n" + wrong
 
 
@@ -96,7 +96,7 @@ def _anonymous(value, tenant: dict):
     return json.loads(text)
 
 
-def differences(expected: dict[Key, dict], actual: dict[Key, dict]) -> str:
+def differences(expected: dict[Key, dict | None], actual: dict[Key, dict | None]) -> str:
     """What differs between two worlds, one line a resource ('' when they are equal)."""
     lines = [f"missing {key}: {expected[key]}" for key in sorted(set(expected) - set(actual))]
     lines += [f"extra {key}: {actual[key]}" for key in sorted(set(actual) - set(expected))]

@@ -21,10 +21,10 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
+from matih.processes import children_of, descendants_of
 from provisioning.engine.plans import Kind
 from provisioning.models import ProvisioningEvent, ProvisioningJob, StepRun
 from tenants.models import Tenant
-
 from tests.dataplane.conftest import wait_for
 from tests.dataplane.helpers import job_of
 
@@ -84,8 +84,29 @@ def attempts_of(job: ProvisioningJob) -> dict[str, int]:
     return dict(StepRun.objects.filter(job=job).values_list("name", "attempts"))
 
 
-def kill_the_worker_running(dataplane, job: ProvisioningJob, phase: str, *, side_by_side: int = 1,
-                            step: str | None = None) -> set[str]:
+@dataclass(frozen=True)
+class Kill:
+    steps: set[str]  # the steps the killed child was running
+    worker: int  # the worker whose pool child it was
+
+    def wait_for_the_pool(self) -> None:
+        wait_for(lambda: len(children_of(self.worker)) == 2, timeout=10, message="the pool to replace its child")
+
+
+def worker_of(pid: int) -> int:
+    """The Celery worker whose pool child `pid` is, checked to be one this test session started (the
+    lifecycle and dataplane conftests each start one: any of them may run a phase)."""
+    assert pid in descendants_of(os.getpid()), f"{pid} is not a worker child of this test session"
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])  # the field after the state: the parent
+
+
+def _running_in(job: ProvisioningJob, pid: int) -> set[str]:
+    return {r.name for r in StepRun.objects.filter(job=job, status="RUNNING", claimed_by__contains=f":{pid}:")}
+
+
+def kill_the_worker_running(job: ProvisioningJob, phase: str, *, side_by_side: int = 1,
+                            step: str | None = None) -> Kill:
     """SIGKILL the worker child once it runs `side_by_side` steps of the phase (or `step`); the steps it ran."""
     def running() -> list[StepRun] | None:
         rows = list(StepRun.objects.filter(job=job, phase=phase, status="RUNNING", **({"name": step} if step else {})))
@@ -95,16 +116,13 @@ def kill_the_worker_running(dataplane, job: ProvisioningJob, phase: str, *, side
     pids = {int(row.claimed_by.split(":")[1]) for row in rows}
     assert len(pids) == 1, "a phase's steps run in one process"
     pid = pids.pop()
-    assert pid in dataplane.children()
+    worker = worker_of(pid)
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)  # a commit the child sent before it died lands; nothing takes its steps over for a lease
-    killed = {row.name for row in StepRun.objects.filter(job=job, status="RUNNING",
-                                                          claimed_by__contains=f":{pid}:")}
-    assert killed, "the kill caught no step running"
-    return killed
+    return Kill(steps=_running_in(job, pid), worker=worker)
 
 
-def kill_the_worker_between_the_work_and_its_commit(dataplane, job: ProvisioningJob, step: str) -> set[str]:
+def kill_the_worker_between_the_work_and_its_commit(job: ProvisioningJob, step: str) -> Kill:
     """SIGKILL the worker child after `step` did its work and before its success committed; the steps it ran.
 
     1. Once the step runs, hold the job's row lock. A step's success is one statement that updates
@@ -135,7 +153,7 @@ def kill_the_worker_between_the_work_and_its_commit(dataplane, job: Provisioning
 
         wait_for(lambda: held_by_its_success() and (time.sleep(0.05) or held_by_its_success()), timeout=60,
                  interval=0.005, message=f"{step}'s work to be done")
-        assert pid in dataplane.children()
+        worker = worker_of(pid)
         os.kill(pid, signal.SIGKILL)
 
         def waiting() -> list[int]:
@@ -146,8 +164,8 @@ def kill_the_worker_between_the_work_and_its_commit(dataplane, job: Provisioning
 
         cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [waiting()])
         wait_for(lambda: not waiting(), timeout=10, message="the dead child's statements to end")
-    killed = {r.name for r in StepRun.objects.filter(job=job, status="RUNNING", claimed_by__contains=f":{pid}:")}
-    assert step in killed, f"{step} committed before the kill: {killed}"
+    killed = Kill(steps=_running_in(job, pid), worker=worker)
+    assert step in killed.steps, f"{step} committed before the kill: {killed.steps}"
     return killed
 
 
@@ -166,10 +184,10 @@ def assert_only_the_killed_ran_again(job: ProvisioningJob, killed: set[str]) -> 
 MID_STEP, BEFORE_COMMIT = "mid-step", "before-commit"
 
 
-def kill(dataplane, job: ProvisioningJob, moment: str, phase: str, step: str | None) -> set[str]:
+def kill(job: ProvisioningJob, moment: str, phase: str, step: str | None) -> Kill:
     if moment == BEFORE_COMMIT:
-        return kill_the_worker_between_the_work_and_its_commit(dataplane, job, step)
-    return kill_the_worker_running(dataplane, job, phase, side_by_side=2 if step is None else 1, step=step)
+        return kill_the_worker_between_the_work_and_its_commit(job, step)
+    return kill_the_worker_running(job, phase, side_by_side=2 if step is None else 1, step=step)
 
 
 KILLED_CHANGES = [
@@ -193,15 +211,15 @@ def test_worker_killed_while_a_tier_change_runs_the_change_completes_making_ever
     (tenant,) = provisioned(operator_client, from_tier)
     upgrade(operator_client, tenant, to_tier, time_scale=scale)
     job = job_of(tenant["id"])
-    killed = kill(dataplane, job, moment, phase, step)
+    killed = kill(job, moment, phase, step)
 
     (job,) = wait_for_jobs([tenant], Kind.CHANGE_TIER, timeout=120)
     assert job.status == "COMPLETED", job.error_message
     record = Tenant.objects.get(id=tenant["id"])
     assert (record.status, record.tier) == ("ACTIVE", to_tier)
-    assert_only_the_killed_ran_again(job, killed)
+    assert_only_the_killed_ran_again(job, killed.steps)
     assert_made_once_as_by_its_twin(operator_client, tenant, job, twin)
-    wait_for(lambda: len(dataplane.children()) == 2, timeout=10, message="the pool to replace its child")
+    killed.wait_for_the_pool()
 
 
 KILLED_DEPROVISIONS = [
@@ -219,15 +237,16 @@ def test_worker_killed_while_a_deprovisioning_tears_down_nothing_is_left(datapla
     suspend(operator_client, tenant, time_scale=scale)  # its pace: the deprovisioning takes the latest job's
     wait_for_jobs([tenant], Kind.SUSPEND)
     delete(operator_client, tenant, grace_seconds=0)  # suspended already: the sweeper deprovisions it now
-    job = wait_for(lambda: (lambda j: j if j.kind == Kind.DEPROVISION else None)(job_of(tenant["id"])),
-                   timeout=30, message="the sweeper to start the deprovisioning")
-    killed = kill(dataplane, job, moment, "TEARING_DOWN", step)
+    wait_for(lambda: job_of(tenant["id"]).kind == Kind.DEPROVISION, timeout=30,
+             message="the sweeper to start the deprovisioning")
+    job = job_of(tenant["id"])
+    killed = kill(job, moment, "TEARING_DOWN", step)
 
     (job,) = wait_for_jobs([tenant], Kind.DEPROVISION, timeout=120)
     assert job.status == "COMPLETED", job.error_message
-    assert_only_the_killed_ran_again(job, killed)
+    assert_only_the_killed_ran_again(job, killed.steps)
     assert_nothing_left(operator_client, tenant)
-    wait_for(lambda: len(dataplane.children()) == 2, timeout=10, message="the pool to replace its child")
+    killed.wait_for_the_pool()
 
 
 # --- FLUSHALL ---------------------------------------------------------------------------------------
