@@ -200,6 +200,15 @@ class Deprovisioned(Outcome):
             params={}, message="The tenant is DELETED: nothing of it is left; its record and history are kept.")
 
     def failed(self, job, message: str, *, cancelled: bool) -> None:
+        # Imported here: the selectors import the engine.
+        from provisioning.selectors import resources_of
+
+        left = resources_of(Tenant(id=job.tenant_id))
+        if left:
+            named = "; ".join(f"{r['kind']} {r['name']}" + (f" at {r['location']}" if r["location"] else "")
+                              for r in left)
+            message = (f"{message} Still there, by the inventory (GET /api/v1/tenants/{job.tenant_id}/resources): "
+                       f"{named}.")
         Tenant.objects.filter(id=job.tenant_id).update(error_message=message, updated_at=timezone.now())
 
     def after_completion(self, *, job_id, tenant_id) -> None:
