@@ -5,7 +5,7 @@ An outcome has two halves, both run inside the transaction that ends the job:
   expressions over `j`, the completing job's row: tenant_id, context, tier, from_tier), so
   that the job and the tenant change together or not at all;
 - `failed(job, message, cancelled)`: after a rollback (or a forward-only failure), what the
-  tenant becomes.
+  tenant becomes; it may return a fuller message (what is left), which the job keeps too.
 The runner knows none of this: it completes or fails the job and calls the outcome.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Outcome:
     def completed(self, *, slug: str, tier: str, plan=None) -> Completion:
         raise NotImplementedError
 
-    def failed(self, job, message: str, *, cancelled: bool) -> None:
+    def failed(self, job, message: str, *, cancelled: bool) -> str | None:
         raise NotImplementedError
 
     def after_completion(self, *, job_id, tenant_id) -> None:
@@ -118,6 +118,7 @@ class TierChanged(Outcome):
         tenant.error_message = message
         tenant.save(update_fields=["tier", "status", "error_message", "deployment_type", "azure_aks_cluster_name",
                                    "updated_at"])
+        return message
 
 
 def _passed(job, phase: str) -> bool:
@@ -210,6 +211,7 @@ class Deprovisioned(Outcome):
             message = (f"{message} Still there, by the inventory (GET /api/v1/tenants/{job.tenant_id}/resources): "
                        f"{named}.")
         Tenant.objects.filter(id=job.tenant_id).update(error_message=message, updated_at=timezone.now())
+        return message
 
     def after_completion(self, *, job_id, tenant_id) -> None:
         """The keys the completion revoked: their open live connections close now."""

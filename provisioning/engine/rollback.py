@@ -217,7 +217,9 @@ def finish_rollback(job: ProvisioningJob) -> bool:
                              next_retry_at=None)
         if version is None:
             return False
-        outcome_of(plan_of_job(job)).failed(job, message, cancelled=cancelled)
+        fuller = outcome_of(plan_of_job(job)).failed(job, message, cancelled=cancelled)
+        if fuller and fuller != message:
+            ProvisioningJob.objects.filter(id=job.id).update(error_message=fuller)
         transaction.on_commit(lambda: publish_change(tenant_id=job.tenant_id, job_id=job.id, version=version,
                                                      status=final))
         transaction.on_commit(lambda: notify(job.id))
@@ -232,7 +234,10 @@ def fail_forward(job_id, plan: Plan, message: str) -> int | None:
                          lease_expires_at=None, next_retry_at=None)
     if version is None:
         return None
-    outcome_of(plan).failed(job, message, cancelled=False)
+    job.refresh_from_db()
+    fuller = outcome_of(plan).failed(job, message, cancelled=False)
+    if fuller and fuller != message:
+        ProvisioningJob.objects.filter(id=job_id).update(error_message=fuller)
     transaction.on_commit(lambda: publish_change(tenant_id=job.tenant_id, job_id=job_id, version=version,
                                                  status=S.FAILED))
     transaction.on_commit(lambda: notify(job_id))

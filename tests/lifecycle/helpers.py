@@ -190,8 +190,30 @@ def wait_for_jobs(tenants: list[dict], kind: str, *, timeout: float = 90.0) -> l
     def ended() -> bool:
         return all(_ended(t["id"]) and job_of(t["id"]).kind == kind for t in tenants)
 
-    wait_for(ended, timeout=timeout, interval=0.1, message=f"{len(tenants)} {kind} job(s) to end")
+    try:
+        wait_for(ended, timeout=timeout, interval=0.1, message=f"{len(tenants)} {kind} job(s) to end")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; the jobs that did not end:\n{describe_stuck(tenants)}") from None
     return [job_of(t["id"]) for t in tenants]
+
+
+def describe_stuck(tenants: list[dict]) -> str:
+    """Each open job: its status and lease, its steps that are not done, its last events."""
+    from provisioning.models import ProvisioningEvent, StepRun
+
+    lines = []
+    for tenant in tenants:
+        job = job_of(tenant["id"])
+        if job is None or job.is_terminal:
+            continue
+        lines.append(f"- {tenant['slug']}: {job.kind} {job.status} lease {job.lease_expires_at} "
+                     f"version {job.version} succeeded {len(job.succeeded_steps)}")
+        for step in StepRun.objects.filter(job=job).exclude(status="SUCCEEDED").order_by("position"):
+            lines.append(f"    {step.name} {step.status} attempts {step.attempts} lease {step.lease_expires_at} "
+                         f"by {step.claimed_by}")
+        for event in ProvisioningEvent.objects.filter(job=job).order_by("-seq")[:6]:
+            lines.append(f"    #{event.seq} {event.kind} {event.step} {event.message[:120]}")
+    return "\n".join(lines) or "(none)"
 
 
 def tenant_status(tenant: dict) -> str:

@@ -274,10 +274,6 @@ def test_a_failure_in_each_phase_leaves_the_tenant_as_the_contract_promises(
         f"{case}: {failure}" for case, failure in broken.items())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: rollback.fail_forward gives the job the failed step's message only; DESIGN.md section 6 says a "
-    "deprovisioning that fails forward is FAILED 'with the list of what is left' (the tenant record has it, "
-    "by Deprovisioned.failed; the status API shows the job's errorMessage)"))
 def test_a_failed_deprovisionings_status_names_what_is_left(dataplane, operator_client):
     (tenant,) = prepare(operator_client, PLANS["DEPROVISION:PROFESSIONAL"], 1)
     start_deprovision(tenant, faults={"RELEASE_CLUSTER_SLOT": {"mode": "permanent"}})
