@@ -1,10 +1,13 @@
-"""Shared fixtures. The database is PostgreSQL (DATABASE_URL or the embedded one)."""
+"""Shared fixtures. The database is PostgreSQL (DATABASE_URL or the embedded one); the real parts
+(worker, sweeper, ASGI server) are tests/harness.py, one of each per session."""
 from __future__ import annotations
 
 import pytest
 from rest_framework.test import APIClient
 
 from iam.services import api_key_create, operator_get_or_create
+
+pytest_plugins = ["tests.harness"]
 
 REGISTRATION = {
     "name": "Acme Corporation",

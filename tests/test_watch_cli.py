@@ -21,15 +21,7 @@ from rich.console import Console
 
 from provisioning.management.commands.provisioning_status import final_line, plain_line, view
 from provisioning.models import JobStatus
-from tests.dataplane.conftest import (  # noqa: F401  (fixtures, shared with the data-plane tests)
-    ROOT,
-    celery_worker,
-    dataplane,
-    fast_settings,
-    seeded,
-    test_output_dir,
-    worker_env,
-)
+from tests.harness import ROOT, worker_env
 from tests.dataplane.helpers import register
 
 COLUMNS = 60

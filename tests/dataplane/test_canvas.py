@@ -20,7 +20,7 @@ from provisioning.engine.states import ALLOWED_TRANSITIONS, SQL_TRANSITIONS, sql
 from provisioning.models import ProvisioningEvent, StepRun
 from tenants.models import Tenant
 
-from .conftest import wait_for
+from tests.harness import wait_for
 from .helpers import job_of, register, terminal
 from .test_orchestrator import EXPECTED_PROFESSIONAL_RESOURCES, _resource_counts
 

@@ -11,7 +11,7 @@ from provisioning.engine.states import backoff_seconds
 from provisioning.models import ProvisioningEvent, ProvisioningJob
 from tenants.models import Tenant
 
-from .conftest import wait_for
+from tests.harness import wait_for
 from .helpers import job_of, register, status_of, terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)

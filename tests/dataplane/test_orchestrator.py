@@ -12,7 +12,7 @@ from provisioning.models import ProvisioningEvent, StepRun
 from provisioning.engine.plans import plan_for
 from tenants.models import Tenant
 
-from .conftest import wait_for
+from tests.harness import wait_for
 from .helpers import assert_phases_consistent, job_of, register, status_of, terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)

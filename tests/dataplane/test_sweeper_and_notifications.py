@@ -19,7 +19,7 @@ from provisioning.notifications import verify
 from provisioning.engine.runner import ensure_step_runs
 from tenants.models import Tenant
 
-from .conftest import ROOT, wait_for, worker_env
+from tests.harness import ROOT, wait_for, worker_env
 from .helpers import job_of, register, terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,7 +15,6 @@ from deploy.database import tenant_identifier
 from deploy.models import Cluster, ClusterSlot
 from provisioning.models import ProvisioningJob
 from tenants.models import Tenant
-from tests.dataplane.conftest import fast_settings, seeded  # noqa: F401  (fixtures)
 from tests.drivers.conftest import QUOTAS
 from tests.drivers.lifecycle_drive import (
     SERVICE_PRINCIPAL,

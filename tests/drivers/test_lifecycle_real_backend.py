@@ -19,7 +19,6 @@ from deploy.database import tenant_identifier
 from provisioning.engine.sweeper import sweep
 from provisioning.models import StepRun
 from tenants.models import Tenant
-from tests.dataplane.conftest import fast_settings, seeded  # noqa: F401  (fixtures)
 from tests.drivers.conftest import QUOTAS
 from tests.drivers.lifecycle_drive import (
     a_records,

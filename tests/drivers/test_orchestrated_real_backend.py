@@ -16,7 +16,6 @@ from deploy.database import tenant_identifier
 from provisioning import services
 from provisioning.models import ProvisioningJob, StepRun
 from tests.engine_local import LocalCanvas
-from tests.dataplane.conftest import fast_settings, seeded  # noqa: F401  (fixtures)
 from tests.dataplane.helpers import register
 from tests.drivers.test_real_backend import cloud  # noqa: F401  (the fixture)
 

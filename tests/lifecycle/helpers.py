@@ -12,7 +12,7 @@ from provisioning.engine.spec import tenant_spec
 from provisioning.engine.steps.context import terraform_lock_key
 from provisioning.models import ProvisioningJob, TenantResource
 from tenants.models import Tenant
-from tests.dataplane.conftest import wait_for
+from tests.harness import wait_for
 from tests.dataplane.helpers import job_of, register
 
 SERVICE_PRINCIPAL = {"clientId": "11111111-2222-3333-4444-555555555555", "clientSecret": "s3cr3t-value",

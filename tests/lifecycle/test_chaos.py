@@ -25,7 +25,7 @@ from matih.processes import children_of, descendants_of
 from provisioning.engine.plans import Kind
 from provisioning.models import ProvisioningEvent, ProvisioningJob, StepRun
 from tenants.models import Tenant
-from tests.dataplane.conftest import wait_for
+from tests.harness import wait_for
 from tests.dataplane.helpers import job_of
 
 from .helpers import (

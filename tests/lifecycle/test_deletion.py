@@ -12,7 +12,7 @@ from iam.models import ApiKey, User
 from provisioning.engine.sweeper import sweep
 from provisioning.models import ProvisioningEvent, ProvisioningJob, TenantResource
 from tenants.models import Tenant
-from tests.dataplane.conftest import wait_for
+from tests.harness import wait_for
 from tests.dataplane.helpers import job_of, register, terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)

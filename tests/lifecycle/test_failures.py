@@ -34,7 +34,7 @@ from billing.models import Subscription
 from provisioning.engine.plans import PLANS, Kind, Plan
 from provisioning.models import ProvisioningJob, StepRun, StepStatus
 from tenants.models import Tenant
-from tests.dataplane.conftest import wait_for
+from tests.harness import wait_for
 from tests.dataplane.helpers import job_of
 
 from .helpers import (

@@ -2,7 +2,6 @@
 tenant admin's read-only fields (in-process, Django's test client)."""
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import quote
 

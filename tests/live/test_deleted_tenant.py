@@ -10,7 +10,7 @@ import websockets
 
 from provisioning.engine.sweeper import sweep
 from tenants.models import Tenant
-from tests.dataplane.conftest import wait_for
+from tests.harness import wait_for
 from tests.dataplane.helpers import register, terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)

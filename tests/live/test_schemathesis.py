@@ -20,8 +20,8 @@ from django.conf import settings
 
 from iam.services import api_key_create, operator_get_or_create
 
-from .conftest import AsgiServer
-from tests.dataplane.conftest import ROOT, worker_env
+from tests.harness import AsgiServer
+from tests.harness import ROOT, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
