@@ -179,7 +179,8 @@ def activate(*, tenant: Tenant, initiated_by=None, simulate: dict | None = None)
 DELETABLE = (T.ACTIVE, T.SUSPENDED, T.FAILED)
 
 
-def request_deletion(*, tenant: Tenant, grace_seconds: int | None = None, initiated_by=None) -> Tenant:
+def request_deletion(*, tenant: Tenant, grace_seconds: int | None = None, initiated_by=None,
+                     simulate: dict | None = None) -> Tenant:
     """PENDING_DELETION until deletionScheduledAt (MATIH_DELETION_GRACE by default); an ACTIVE tenant is
     suspended at once (its SUSPEND job starts now), a SUSPENDED or FAILED one has nothing to suspend."""
     grace = settings.MATIH_DELETION_GRACE if grace_seconds is None else grace_seconds
@@ -198,9 +199,13 @@ def request_deletion(*, tenant: Tenant, grace_seconds: int | None = None, initia
         Tenant.objects.filter(id=tenant.id).update(
             status=T.PENDING_DELETION, status_before_deletion=before,
             deletion_scheduled_at=now + timedelta(seconds=grace), updated_at=now)
+        context = _context(tenant, reason="deletion requested")
+        if simulate is not None:
+            context["simulate"] = simulate
+            # Kept for the deprovisioning the sweeper starts when the grace period ends.
+            Tenant.objects.filter(id=tenant.id).update(deletion_options={"simulate": simulate})
         if before == T.ACTIVE:
-            start_job(tenant=tenant, kind=Kind.SUSPEND, tier=tenant.tier,
-                      context=_context(tenant, reason="deletion requested"), initiated_by=initiated_by)
+            start_job(tenant=tenant, kind=Kind.SUSPEND, tier=tenant.tier, context=context, initiated_by=initiated_by)
     return Tenant.objects.get(id=tenant.id)
 
 
@@ -219,7 +224,7 @@ def restore(*, tenant: Tenant, initiated_by=None) -> Tenant:
         before = tenant.status_before_deletion or T.SUSPENDED
         back_to = T.SUSPENDED if before == T.ACTIVE else before
         Tenant.objects.filter(id=tenant.id).update(status=back_to, deletion_scheduled_at=None,
-                                                   status_before_deletion="", updated_at=now)
+                                                   status_before_deletion="", deletion_options={}, updated_at=now)
         tenant.status = back_to
         if before == T.ACTIVE:
             start_job(tenant=tenant, kind=Kind.ACTIVATE, tier=tenant.tier, context=_context(tenant),
@@ -235,7 +240,10 @@ def start_deprovision(*, tenant: Tenant, initiated_by=None, now=None) -> Provisi
         if tenant.status != T.PENDING_DELETION or tenant.deletion_scheduled_at is None \
                 or tenant.deletion_scheduled_at > now or _open_job(tenant) is not None:
             return None
-        return start_job(tenant=tenant, kind=Kind.DEPROVISION, tier=tenant.tier, context=_context(tenant),
+        context = _context(tenant)
+        if (tenant.deletion_options or {}).get("simulate") is not None:
+            context["simulate"] = tenant.deletion_options["simulate"]
+        return start_job(tenant=tenant, kind=Kind.DEPROVISION, tier=tenant.tier, context=context,
                          initiated_by=initiated_by)
 
 

@@ -134,6 +134,19 @@ class ActivateSerializer(StrictSerializer):
 class DeleteSerializer(StrictSerializer):
     graceSeconds = serializers.IntegerField(min_value=0, max_value=365 * 24 * 3600, required=False,
                                             help_text="Operators only; default MATIH_DELETION_GRACE.")
+    simulate = _simulate_for("Deletion", [plan for plan in PLANS.values()
+                                          if plan.kind in (Kind.SUSPEND, Kind.DEPROVISION)])(
+        required=False, help_text="Operators, simulated cloud: faults for the deletion's suspension and "
+                                  "deprovisioning.")
+
+    def validate_simulate(self, simulate: dict) -> dict:
+        tier = self.context["tenant"].tier
+        steps = set(plan_of(Kind.SUSPEND, tier).step_names) | set(plan_of(Kind.DEPROVISION, tier).step_names)
+        _simulate(self, simulate, None)
+        foreign = sorted(set(simulate.get("faults") or {}) - steps)
+        if foreign:
+            raise serializers.ValidationError({"faults": [f"Not a step of a deletion: {', '.join(foreign)}."]})
+        return simulate
 
     def validate_graceSeconds(self, grace: int) -> int:
         if not self.context.get("is_operator"):
@@ -320,7 +333,7 @@ class DeleteTenant(LifecycleView):
     def act(self, request, tenant, data):
         try:
             pending = lifecycle.request_deletion(tenant=tenant, grace_seconds=data.get("graceSeconds"),
-                                                 initiated_by=request.user)
+                                                 simulate=data.get("simulate"), initiated_by=request.user)
         except lifecycle.Invalid as exc:
             return _invalid(exc)
         except ActionRefused as exc:

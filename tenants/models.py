@@ -51,6 +51,8 @@ class Tenant(models.Model):
     # What a restore before deletionScheduledAt brings it back to (ACTIVE, SUSPENDED or FAILED).
     status_before_deletion = models.CharField(max_length=20, choices=TenantStatus.choices, blank=True, default="")
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # For the deprovisioning a deletion schedules: the operator's fault injection (simulated cloud).
+    deletion_options = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -205,3 +205,25 @@ def test_an_idempotency_key_starts_an_operation_once(dataplane, operator_client)
                                  **headers)
     assert other.status_code == 409 and other.json()["error"] == "idempotency_key_reused"
     assert _ended(tenant["id"]).status == "COMPLETED" and _tenant(tenant["id"]).tier == "PROFESSIONAL"
+
+
+def test_a_deletion_carries_its_fault_injection_to_the_deprovisioning_it_schedules(dataplane, operator_client):
+    tenant = _provisioned(operator_client, tier="FREE")
+    tid = tenant["id"]
+    answer = operator_client.delete(f"{URL}/{tid}", {"graceSeconds": 0, "simulate": {
+        "faults": {"DELETE_TENANT_NAMESPACE": {"mode": "permanent"}}}}, format="json")
+    assert answer.status_code == 202, answer.content
+    _ended(tid)
+    assert sweep().deprovisioning
+    job = wait_for(lambda: (lambda j: j if j.kind == "DEPROVISION" and j.is_terminal else None)(job_of(tid)),
+                   timeout=60, message="the deprovisioning to end")
+    assert job.status == "FAILED" and "DELETE_TENANT_NAMESPACE" in job.error_message
+    assert "Namespace tenant-" in job.error_message, "what is left is named"
+    assert _tenant(tid).status == "PENDING_DELETION"
+    retried = operator_client.post(f"{URL}/{tid}/provisioning/retry", {"simulate": {"faults": {}}}, format="json")
+    assert retried.status_code == 202, retried.content
+    wait_for(lambda: _tenant(tid).status == "DELETED", timeout=60, message="DELETED")
+    assert not SimulatedResource.objects.filter(owner=tenant["slug"]).exists()
+    foreign = operator_client.delete(f"{URL}/{_provisioned(operator_client)['id']}", {"simulate": {
+        "faults": {"TERRAFORM_APPLY": {"mode": "permanent"}}}}, format="json")
+    assert foreign.status_code == 400 and "simulate.faults" in foreign.json()["fields"]

@@ -46,11 +46,14 @@ def validate_tier_change(ctx: StepContext) -> dict:
 
 
 def apply_tier_quotas(ctx: StepContext) -> dict:
-    return ctx.backend.kubernetes.ensure_quotas(ctx.spec)
+    """The tier's quotas, and the namespace labelled with the tier (matih.ai/tier)."""
+    return with_resources(ctx.backend.kubernetes.ensure_quotas(ctx.spec),
+                          ctx.backend.kubernetes.ensure_namespace(ctx.spec))
 
 
 def restore_tier_quotas(ctx: StepContext, outputs: dict) -> dict:
-    return ctx.backend.kubernetes.ensure_quotas(ctx.from_spec)
+    return with_resources(ctx.backend.kubernetes.ensure_quotas(ctx.from_spec),
+                          ctx.backend.kubernetes.ensure_namespace(ctx.from_spec))
 
 
 def _tier_networking(ctx: StepContext, spec) -> dict:
