@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from iam.auth import api_key_from_raw
+from iam.selectors import is_operator_key
 from iam.models import ApiKey
 from provisioning.models import TERMINAL_JOB_STATUSES, ProvisioningJob
 from provisioning.selectors import provisioning_status
@@ -60,7 +61,7 @@ class Viewer:
     @property
     def is_operator(self) -> bool:
         if self.api_key is not None:
-            return self.api_key.is_operator and self.api_key.user.is_staff
+            return is_operator_key(self.api_key)
         return self.staff_user is not None
 
     def tenant(self, tenant_id) -> Tenant | None:

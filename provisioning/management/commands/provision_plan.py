@@ -26,7 +26,7 @@ from provisioning.engine import steps_catalog as C
 from provisioning.engine.spec import tenant_spec
 from provisioning.engine.steps import RELEASES, StepContext, _terraform_variables, _values
 from tenants.models import Tenant
-from tenants.serializers import RESERVED_SLUGS, SLUG_PATTERN
+from tenants.rules import RESERVED_SLUGS, is_valid_slug
 
 PLAN_INGRESS_IP = "203.0.113.10"
 
@@ -57,7 +57,7 @@ class Command(BaseCommand):
             tier = to_tier
         elif not tier or from_tier or to_tier:
             raise CommandError(f"{operation} takes --tier (not --from or --to).")
-        if not SLUG_PATTERN.match(slug) or not 3 <= len(slug) <= 63 or slug in RESERVED_SLUGS:
+        if not is_valid_slug(slug) or slug in RESERVED_SLUGS:
             raise CommandError(f"'{slug}' is not a usable tenant slug (a DNS label of 3-63 characters, not reserved).")
         region = region or settings.MATIH_REGIONS[0]
         if region not in settings.MATIH_REGIONS:
