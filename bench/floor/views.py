@@ -88,6 +88,10 @@ class RegistrationOut(serializers.ModelSerializer):
     kubernetesNamespace = serializers.CharField(source="kubernetes_namespace")
     azureAksClusterName = serializers.CharField(source="azure_aks_cluster_name")
     dnsZone = serializers.CharField(source="dns_zone")
+    suspendedAt = serializers.DateTimeField(source="suspended_at")
+    suspensionReason = serializers.CharField(source="suspension_reason")
+    deletionScheduledAt = serializers.DateTimeField(source="deletion_scheduled_at")
+    deletedAt = serializers.DateTimeField(source="deleted_at")
     createdAt = serializers.DateTimeField(source="created_at")
     adminApiKey = serializers.CharField()
     provisioningJobId = serializers.UUIDField()
@@ -96,7 +100,8 @@ class RegistrationOut(serializers.ModelSerializer):
         model = Tenant
         fields = ["id", "name", "slug", "tier", "status", "region", "adminEmail", "provisioningStartedAt",
                   "provisionedAt", "deploymentType", "kubernetesNamespace", "azureAksClusterName", "dnsZone",
-                  "createdAt", "adminApiKey", "provisioningJobId"]
+                  "suspendedAt", "suspensionReason", "deletionScheduledAt", "deletedAt", "createdAt",
+                  "adminApiKey", "provisioningJobId"]
 
 
 def plan_code(tier: str) -> str:
