@@ -11,7 +11,8 @@ Prints, in one run (and with --json FILE writes the same figures under stable ke
      the whole pass with dispatch, beside publishing 1,000 bare chains of one task per step;
      and how many status hints failed to go out (the log's warnings);
  (d) PROFESSIONAL wall time at scale 0.01 against the sequential sum of its steps'
-     nominal durations, with a worker of --pro-concurrency processes (2 by default);
+     nominal durations, with a worker of --pro-concurrency processes (2 by default), beside
+     the plan's critical path (the floor of that ratio) and where the time above it goes;
  and the peak resident memory (VmHWM) of the worker's processes.
 
 It runs on its own database (created and dropped) on DATABASE_URL's server (or the
@@ -229,10 +230,11 @@ def seed_sweep_table(total: int, due: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("""
             INSERT INTO tenants_tenant (id, name, slug, tier, status, region, admin_email, error_message,
-                                        service_principal_encrypted, created_at, updated_at)
+                                        service_principal_encrypted, suspension_reason, status_before_deletion,
+                                        deletion_options, created_at, updated_at)
             SELECT gen_random_uuid(), 'Sweep ' || g, 'sweep-' || g, 'FREE',
                    CASE WHEN g <= %(due)s THEN 'PROVISIONING' ELSE 'ACTIVE' END, 'eastus',
-                   'a@sweep.example.com', '', '', now(), now()
+                   'a@sweep.example.com', '', '', '', '', '{}'::jsonb, now(), now()
             FROM generate_series(1, %(total)s) g""", {"total": total, "due": due})
         cursor.execute("""
             INSERT INTO provisioning_provisioningjob (id, tenant_id, kind, tier, status, error_message,
@@ -306,19 +308,76 @@ def part_d(samples: int, concurrency: int) -> None:
     scale = 0.01
     plan = plan_for("PROFESSIONAL")
     sequential = plan.nominal_seconds * scale
-    walls = []
+    walls, job_ids = [], []
     for index in range(samples):
         registration = register("PROFESSIONAL", f"pro-{index}-{os.getpid()}", simulate={"timeScale": scale})
         status, completed_at, created_at = wait_completed([registration.job.id], 120)[registration.job.id]
         assert status == "COMPLETED", status
         walls.append((completed_at - created_at).total_seconds())
+        job_ids.append(registration.job.id)
     wall = statistics.median(walls)
+    critical = plan_critical_path_seconds(plan) * scale
+    above = above_the_critical_path(job_ids, plan, scale)
     FIGURES["d"] = {"samples": samples, "workerProcesses": concurrency, "wallSecondsMedian": wall,
-                    "wallSeconds": walls, "sequentialSeconds": sequential, "ratio": wall / sequential}
+                    "wallSeconds": walls, "sequentialSeconds": sequential, "ratio": wall / sequential,
+                    "criticalPathSeconds": critical, "criticalPathRatio": critical / sequential,
+                    "medianMsAboveCriticalPathBy": above}
     print(f"(d) PROFESSIONAL at scale {scale}, {samples} run(s), worker with {concurrency} processes:")
     print(f"    wall time (median)   {wall:6.2f} s   (runs: {', '.join(f'{w:.2f}' for w in walls)})")
     print(f"    sequential sum       {sequential:6.2f} s   ({len(plan.steps)} steps, nominal x {scale})")
     print(f"    ratio                {wall / sequential:6.1%}    (target <= 72%)")
+    print(f"    critical path        {critical:6.2f} s   ({critical / sequential:.1%} of the sum: the floor of the ratio)")
+    print("    where the time above the critical path goes (median ms per job):")
+    for label, ms in sorted(above.items(), key=lambda item: -item[1]):
+        print(f"        {ms:6.1f}  {label}")
+
+
+def phase_critical_path_seconds(plan, phase: str) -> float:
+    """A phase's nominal duration with every step as early as its dependencies allow."""
+    finish: dict[str, float] = {}
+    for step in plan.steps_of(phase):
+        finish[step.name] = max((finish[a] for a in step.after if a in finish), default=0.0) + step.nominal_seconds
+    return max(finish.values())
+
+
+def plan_critical_path_seconds(plan) -> float:
+    """The plan's nominal duration with every step as early as its phase and dependencies allow
+    (phases run one after the other)."""
+    return sum(phase_critical_path_seconds(plan, phase) for phase in plan.phases)
+
+
+def above_the_critical_path(job_ids: list, plan, scale: float) -> dict[str, float]:
+    """Per job, from its events: the hops between phases (the last success of one to the first
+    start of the next; the first from the commit), each phase's time beyond its critical path,
+    and the completion after the last success."""
+    from collections import defaultdict
+
+    from provisioning.models import ProvisioningEvent, ProvisioningJob
+
+    phase_of = {step.name: step.phase for step in plan.steps}
+    created = dict(ProvisioningJob.objects.filter(id__in=job_ids).values_list("id", "created_at"))
+    per_job: dict = defaultdict(lambda: defaultdict(float))
+    for job_id in job_ids:
+        starts, ends, completed = defaultdict(list), defaultdict(list), None
+        for kind, step, at in ProvisioningEvent.objects.filter(job_id=job_id).values_list("kind", "step", "created_at"):
+            if kind == "step.started":
+                starts[phase_of[step]].append(at)
+            elif kind == "step.succeeded":
+                ends[phase_of[step]].append(at)
+            elif kind == "job.completed":
+                completed = at
+        previous_end = created[job_id]
+        for phase in plan.phases:
+            start, end = min(starts[phase]), max(ends[phase])
+            label = "commit to the first phase's first start" if phase == plan.phases[0] else "hops between phases"
+            per_job[job_id][label] += (start - previous_end).total_seconds() * 1000
+            nominal = phase_critical_path_seconds(plan, phase) * scale
+            per_job[job_id]["inside phases, beyond their critical paths"] += \
+                ((end - start).total_seconds() - nominal) * 1000
+            previous_end = end
+        per_job[job_id]["completion"] += (completed - previous_end).total_seconds() * 1000
+    labels = sorted({label for gaps in per_job.values() for label in gaps})
+    return {label: statistics.median(gaps.get(label, 0.0) for gaps in per_job.values()) for label in labels}
 
 
 def main() -> None:
