@@ -169,3 +169,20 @@ def test_metrics_report_jobs_and_steps_from_the_database(client, operator_client
     assert 'matih_provisioning_step_attempts_total{status="SUCCEEDED",step="VALIDATE_INPUT"} 2.0' in text
     assert 'matih_provisioning_step_duration_seconds_sum{status="SUCCEEDED",step="VALIDATE_INPUT"} 1.5' in text
     assert "matih_http_requests_total" in text
+
+
+@pytest.mark.django_db
+def test_a_status_read_never_shows_an_ended_job_beside_the_tenant_before_its_end(operator_key):
+    """The job FAILED and the tenant FAILED commit together; a caller holding the tenant as read
+    before that commit (the watch, an API view) still gets the two as they were left together."""
+    from tenants.services import register_tenant
+
+    registration = register_tenant(name="Snap", slug="snap-test", tier="FREE", region="eastus",
+                                   admin_email="a@snap.example.com")
+    read_before = Tenant.objects.get(id=registration.tenant.id)
+    assert read_before.status == "PROVISIONING"
+    ProvisioningJob.objects.filter(id=registration.job.id).update(status="FAILED", error_message="boom")
+    Tenant.objects.filter(id=registration.tenant.id).update(status="FAILED")
+
+    status = selectors.provisioning_status(read_before)
+    assert (status["jobStatus"], status["status"]) == ("FAILED", "FAILED")
