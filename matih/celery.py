@@ -10,8 +10,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matih.settings")
 # no task uses. `manage.py migrate` (which `up`, CI and a deploy run first) runs the same checks.
 os.environ.setdefault("CELERY_SKIP_CHECKS", "true")
 
+
+def __getattr__(name: str):
+    """`CELERY_SETTINGS`: the CELERY_* settings as a plain dict, made when Celery first reads its
+    configuration (by then Django's settings are configured; at import they may not be).
+
+    Celery reads its configuration about seven times per message it sends, each through its
+    layered view and, with "django.conf:settings", Django's lazy settings object, trying every
+    spelling of the key: a sixth of the CPU of sending a canvas. A dict answers the same keys.
+    A CELERY_* setting changed at run time is not seen (as Celery caches much of it anyway)."""
+    if name == "CELERY_SETTINGS":
+        from django.conf import settings
+
+        return {key: getattr(settings, key) for key in dir(settings) if key.startswith("CELERY_")}
+    raise AttributeError(name)
+
+
 app = Celery("matih")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object("matih.celery:CELERY_SETTINGS", namespace="CELERY")
 app.autodiscover_tasks()
 
 

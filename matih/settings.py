@@ -159,6 +159,8 @@ CHANNEL_LAYERS = {
 
 # --- Celery ---------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "matih.broker:Transport"  # kombu's, one Redis client per channel
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
