@@ -6,11 +6,32 @@ import os
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from provisioning.metrics import job_metrics_text
 
 
+def read_only(view):
+    """GET and HEAD; any other method is a JSON 405 in the API's error shape (not CSRF's HTML 403:
+    these are probed by load balancers and scrapers, never by a browser form)."""
+
+    @csrf_exempt
+    def wrapped(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            response = JsonResponse({"error": "method_not_allowed",
+                                     "detail": f"Method \"{request.method[:20]}\" not allowed: {request.path} answers GET."},
+                                    status=405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request, *args, **kwargs)
+
+    wrapped.__name__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
+
+
+@read_only
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
@@ -36,6 +57,7 @@ def _broker_ok() -> str | None:
         return str(exc)
 
 
+@read_only
 def readyz(request):
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     ready = all(problem is None for problem in checks.values())
@@ -46,6 +68,7 @@ def readyz(request):
     return JsonResponse(body, status=200 if ready else 503)
 
 
+@read_only
 def metrics(request):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

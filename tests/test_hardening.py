@@ -358,3 +358,17 @@ def test_raw_paths_never_become_route_labels(client):
     routes = metric_label_values(client, "route")
 
     assert not any("nothing" in route for route in routes), routes
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_operations_endpoints_answer_other_methods_with_a_json_405(client, path):
+    """A probe's path answers a wrong method in the API's error shape, not with CSRF's HTML 403 page."""
+    for method in ("post", "ZZ1", "delete"):
+        response = client.generic(method, path)
+        assert response.status_code == 405, (method, response.status_code)
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"] == "method_not_allowed"
+        assert response["Allow"] == "GET, HEAD"
+    assert client.get(path).status_code in (200, 503)
+    assert client.head(path).status_code in (200, 503)
