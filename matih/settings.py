@@ -294,6 +294,9 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "celery.app.trace": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        # The Azure SDK logs every credential probe and HTTP request at INFO (headers included);
+        # the drivers report what failed themselves.
+        "azure": {"level": "WARNING"},
     },
 }
 

@@ -89,3 +89,15 @@ def test_a_change_with_no_plan_is_refused_with_the_reason(monkeypatch):
         _plan_text(monkeypatch, operation="CHANGE_TIER", from_tier="ENTERPRISE", to_tier="FREE")
     with pytest.raises(CommandError, match="CHANGE_TIER takes --from and --to"):
         _plan_text(monkeypatch, operation="CHANGE_TIER", tier="FREE")
+
+
+def test_a_preview_prints_only_the_plan_no_sdk_chatter(caplog):
+    """The Azure SDK's credential probes log at INFO; a preview (and any command) shows none of it."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        call_command("provision_plan", operation="CHANGE_TIER", from_tier="FREE", to_tier="PROFESSIONAL",
+                     slug="acme", stdout=io.StringIO())
+        logging.getLogger("azure.identity._credentials.environment").info("No environment configuration found.")
+    assert logging.getLogger("azure.identity").getEffectiveLevel() >= logging.WARNING
+    assert not [r for r in caplog.records if r.name.startswith("azure") and r.levelno < logging.WARNING]
