@@ -43,6 +43,19 @@ def full_services(phase: str = "DEPLOYING_SERVICES") -> tuple:
     )
 
 
+def dedicated_cluster() -> tuple:
+    """The ENTERPRISE tenant's own cluster: Terraform under its state lock, then the tenant's
+    namespace, quotas and network policies on it (provisioning, and the move onto ENTERPRISE)."""
+    return (
+        step(C.ACQUIRE_TERRAFORM_LOCK, "ACQUIRING_TERRAFORM_LOCK"),
+        step(C.TERRAFORM_APPLY, "PROVISIONING_INFRASTRUCTURE"),
+        step(C.RELEASE_TERRAFORM_LOCK, "PROVISIONING_INFRASTRUCTURE", C.TERRAFORM_APPLY),
+        step(C.CREATE_NAMESPACE, "CREATING_KUBERNETES_RESOURCES"),
+        step(C.CONFIGURE_QUOTAS, "CREATING_KUBERNETES_RESOURCES", C.CREATE_NAMESPACE),
+        step(C.CONFIGURE_NETWORKING, "CREATING_KUBERNETES_RESOURCES", C.CREATE_NAMESPACE),
+    )
+
+
 def _shared_start() -> tuple:
     return (
         step(C.VALIDATE_INPUT, "VALIDATING_INPUT"),
@@ -80,12 +93,7 @@ register(Plan(
         step(C.VALIDATE_INPUT, "VALIDATING_INPUT"),
         step(C.CONFIRM_TENANT_RECORD, "CREATING_TENANT_RECORD"),
         step(C.VALIDATE_SERVICE_PRINCIPAL, "VALIDATING_SERVICE_PRINCIPAL"),
-        step(C.ACQUIRE_TERRAFORM_LOCK, "ACQUIRING_TERRAFORM_LOCK"),
-        step(C.TERRAFORM_APPLY, "PROVISIONING_INFRASTRUCTURE"),
-        step(C.RELEASE_TERRAFORM_LOCK, "PROVISIONING_INFRASTRUCTURE", C.TERRAFORM_APPLY),
-        step(C.CREATE_NAMESPACE, "CREATING_KUBERNETES_RESOURCES"),
-        step(C.CONFIGURE_QUOTAS, "CREATING_KUBERNETES_RESOURCES", C.CREATE_NAMESPACE),
-        step(C.CONFIGURE_NETWORKING, "CREATING_KUBERNETES_RESOURCES", C.CREATE_NAMESPACE),
+        *dedicated_cluster(),
         *full_services(),
         step(C.VERIFY_CONNECTIVITY, "VERIFYING_CONNECTIVITY"),
     ),
@@ -150,12 +158,7 @@ def _to_dedicated(from_tier: str) -> Plan:
         steps=(
             step(C.VALIDATE_TIER_CHANGE, "VALIDATING_SERVICE_PRINCIPAL"),
             step(C.VALIDATE_SERVICE_PRINCIPAL, "VALIDATING_SERVICE_PRINCIPAL", C.VALIDATE_TIER_CHANGE),
-            step(C.ACQUIRE_TERRAFORM_LOCK, "ACQUIRING_TERRAFORM_LOCK"),
-            step(C.TERRAFORM_APPLY, "PROVISIONING_INFRASTRUCTURE"),
-            step(C.RELEASE_TERRAFORM_LOCK, "PROVISIONING_INFRASTRUCTURE", C.TERRAFORM_APPLY),
-            step(C.CREATE_NAMESPACE, "CREATING_KUBERNETES_RESOURCES"),
-            step(C.CONFIGURE_QUOTAS, "CREATING_KUBERNETES_RESOURCES", C.CREATE_NAMESPACE),
-            step(C.CONFIGURE_NETWORKING, "CREATING_KUBERNETES_RESOURCES", C.CREATE_NAMESPACE),
+            *dedicated_cluster(),
             # The services of the dedicated cluster; its database comes with the data, its DNS
             # with the cut-over (the shared tenant keeps both until then).
             step(C.DEPLOY_CORE_SERVICES, "DEPLOYING_SERVICES"),
