@@ -90,8 +90,18 @@ def celery_worker(django_db_setup, django_db_blocker, test_output_dir):
     celery_app.control.purge()
     name = settings.DATABASES["default"]["NAME"]
     worker = WorkerProcess(worker_env(), test_output_dir / f"celery-worker-{name}.log")
+    _session_workers.append(worker)
     yield worker
+    _session_workers.remove(worker)
     worker.stop()
+
+
+_session_workers: list = []
+
+
+def session_worker_running() -> bool:
+    """Whether the session's worker has been started (by an earlier test) and still runs."""
+    return bool(_session_workers)
 
 
 @pytest.fixture
@@ -163,14 +173,19 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: 
         time.sleep(interval)
 
 
-def wait_until_quiet(timeout: float = 20.0) -> None:
-    """Let in-flight work end before the test's flush (no job RUNNING or rolling back)."""
+def wait_until_quiet(timeout: float = 20.0, *, leased_only: bool = False) -> None:
+    """Let in-flight work end before the test's flush (no job RUNNING or rolling back; with
+    leased_only, none that a worker holds or was sent: a job a test set RUNNING by hand has no lease)."""
+    from django.utils import timezone
+
     from provisioning.models import ProvisioningJob
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = ProvisioningJob.objects.filter(status__in=["RUNNING", "ROLLING_BACK", "CANCELLING"]).exists()
-        if not busy:
+        busy = ProvisioningJob.objects.filter(status__in=["RUNNING", "ROLLING_BACK", "CANCELLING"])
+        if leased_only:
+            busy = busy.filter(lease_expires_at__gt=timezone.now())
+        if not busy.exists():
             break
         time.sleep(0.1)
     for alias in connections:
