@@ -99,9 +99,45 @@ def celery_worker(django_db_setup, django_db_blocker, test_output_dir):
 _session_workers: list = []
 
 
-def session_worker_running() -> bool:
-    """Whether the session's worker has been started (by an earlier test) and still runs."""
-    return bool(_session_workers)
+def _transactional(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("transaction")) or bool(
+        {"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before any fixture's teardown (the flush of a transactional test among them): once the
+    session's worker runs, every test that committed rows may have sent it work (a registration
+    its canvas, a cancel its rollback), and a worker still writing while the flush truncates the
+    tables deadlocked the flush once. Wait until the broker holds no task, queued or unacknowledged
+    (acks_late: a task is acknowledged when it ends), and no job is held under a live lease."""
+    if _session_workers and _transactional(item):
+        wait_until_idle()
+
+
+def wait_until_idle(timeout: float = 10.0) -> None:
+    import redis
+    from django.utils import timezone
+
+    from provisioning.models import ProvisioningJob
+
+    def broker_idle(broker) -> bool:
+        try:
+            return broker.llen("celery") == 0 and broker.hlen("unacked") == 0
+        except redis.RedisError:  # a chaos test stopped or wiped Redis: nothing is queued there
+            return True
+
+    broker = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if broker_idle(broker) and not ProvisioningJob.objects.filter(
+                    status__in=["RUNNING", "ROLLING_BACK", "CANCELLING"], lease_expires_at__gt=timezone.now()).exists():
+                return
+            time.sleep(0.05)
+    finally:
+        broker.close()
 
 
 @pytest.fixture
@@ -173,19 +209,14 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: 
         time.sleep(interval)
 
 
-def wait_until_quiet(timeout: float = 20.0, *, leased_only: bool = False) -> None:
-    """Let in-flight work end before the test's flush (no job RUNNING or rolling back; with
-    leased_only, none that a worker holds or was sent: a job a test set RUNNING by hand has no lease)."""
-    from django.utils import timezone
-
+def wait_until_quiet(timeout: float = 20.0) -> None:
+    """Let in-flight work end before the test's flush (no job RUNNING or rolling back)."""
     from provisioning.models import ProvisioningJob
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = ProvisioningJob.objects.filter(status__in=["RUNNING", "ROLLING_BACK", "CANCELLING"])
-        if leased_only:
-            busy = busy.filter(lease_expires_at__gt=timezone.now())
-        if not busy.exists():
+        busy = ProvisioningJob.objects.filter(status__in=["RUNNING", "ROLLING_BACK", "CANCELLING"]).exists()
+        if not busy:
             break
         time.sleep(0.1)
     for alias in connections:

@@ -18,21 +18,9 @@ from provisioning.engine.states import transition
 from provisioning.models import ProvisioningEvent, ProvisioningJob, StepRun
 from tenants.models import Tenant
 
-from tests.harness import session_worker_running, wait_until_quiet
-
 from .helpers import quiet_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _work_ends_before_the_flush():
-    """The admin's actions send real work (a cancel sends its rollback canvas): a worker of the session
-    still writing while the test's flush truncates the tables deadlocked the flush once. (With no
-    worker in the session, nothing runs them.)"""
-    yield
-    if session_worker_running():
-        wait_until_quiet(leased_only=True)
 
 DASHBOARD = "/admin/provisioning/dashboard/"
 MILLISECONDS = re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b")
