@@ -53,15 +53,16 @@ def psql_admin(url: str, sql: str) -> None:
 
 
 class Worker(Child):
-    """A prefork worker of the product (`celery -A matih worker`), exactly as deployed."""
+    """A prefork worker: by default the product's (`celery -A matih worker`), exactly as deployed."""
 
-    def __init__(self, env: dict, concurrency: int, log: Path):
-        super().__init__("worker", [
-            sys.executable, "-m", "celery", "-A", "matih", "worker", "-P", "prefork", "-c", str(concurrency),
-            "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"bench-{os.getpid()}@%h"], env=env, cwd=ROOT, log_path=log)
+    def __init__(self, env: dict, concurrency: int, log: Path, *, app: str = "matih", queues: str | None = None,
+                 label: str = "worker", node: str = "bench"):
+        self.node = f"{node}-{os.getpid()}@{socket.gethostname()}"
+        super().__init__(label, [
+            sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork", "-c", str(concurrency),
+            *(["-Q", queues] if queues else []), "-l", "warning", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-n", f"{node}-{os.getpid()}@%h"], env=env, cwd=ROOT, log_path=log)
         self.concurrency = concurrency
-        self.node = f"bench-{os.getpid()}@{socket.gethostname()}"
 
     def wait_ready(self, app) -> None:
         self.wait_until(lambda: bool(app.control.ping(destination=[self.node], timeout=0.5)), timeout=60,
@@ -73,19 +74,13 @@ class Worker(Child):
         return {"poolProcessMaxBytes": max(pool, default=0), "mainProcessBytes": peak_rss_bytes(self.pid)}
 
 
-class BareWorker(Worker):
-    """The baseline's worker: stock Celery (bench.celery_baseline) on its own queue, the same
-    pool and prefetch as the product's."""
+def start_bare_worker(env: dict, concurrency: int, log: Path) -> Worker:
+    """The baseline's worker: stock Celery (bench.celery_baseline) on its own queue, the same pool and
+    prefetch as the product's."""
+    from bench.celery_baseline import QUEUE
 
-    def __init__(self, env: dict, concurrency: int, log: Path):
-        from bench.celery_baseline import QUEUE
-
-        Child.__init__(self, "bare worker", [
-            sys.executable, "-m", "celery", "-A", "bench.celery_baseline", "worker", "-P", "prefork",
-            "-c", str(concurrency), "-Q", QUEUE, "-l", "warning", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-n", f"bench-bare-{os.getpid()}@%h"], env=env, cwd=ROOT, log_path=log)
-        self.concurrency = concurrency
-        self.node = f"bench-bare-{os.getpid()}@{socket.gethostname()}"
+    return Worker(env, concurrency, log, app="bench.celery_baseline", queues=QUEUE, label="bare worker",
+                  node="bench-bare")
 
 
 def bare_chain(length: int):
@@ -386,7 +381,8 @@ def above_the_critical_path(job_ids: list, plan, scale: float) -> dict[str, floa
     per_job: dict = defaultdict(lambda: defaultdict(float))
     for job_id in job_ids:
         starts, ends, completed = defaultdict(list), defaultdict(list), None
-        for kind, step, at in ProvisioningEvent.objects.filter(job_id=job_id).values_list("kind", "step", "created_at"):
+        events = list(ProvisioningEvent.objects.filter(job_id=job_id).values_list("kind", "step", "created_at"))
+        for kind, step, at in events:
             if kind == "step.started":
                 starts[phase_of[step]].append(at)
             elif kind == "step.succeeded":
@@ -405,10 +401,8 @@ def above_the_critical_path(job_ids: list, plan, scale: float) -> dict[str, floa
         per_job[job_id]["completion"] += (completed - previous_end).total_seconds() * 1000
         # Inside the phases: each step's run beyond its nominal time, and its start after what it
         # waited for (its phase's start, or the last of its dependencies to succeed).
-        step_start = {step: at for kind, step, at in ProvisioningEvent.objects.filter(
-            job_id=job_id, kind="step.started").values_list("kind", "step", "created_at")}
-        step_end = {step: at for kind, step, at in ProvisioningEvent.objects.filter(
-            job_id=job_id, kind="step.succeeded").values_list("kind", "step", "created_at")}
+        step_start = {step: at for kind, step, at in events if kind == "step.started"}
+        step_end = {step: at for kind, step, at in events if kind == "step.succeeded"}
         phase_start = {phase: min(starts[phase]) for phase in plan.phases}
         for step in plan.steps:
             run = (step_end[step.name] - step_start[step.name]).total_seconds() - step.nominal_seconds * scale
@@ -462,7 +456,7 @@ def main() -> None:
         worker.wait_ready(app)
         from bench.celery_baseline import app as bare_app
 
-        bare_worker = BareWorker(env, concurrency=2, log=Path(scratch) / "bare-worker.log")
+        bare_worker = start_bare_worker(env, concurrency=2, log=Path(scratch) / "bare-worker.log")
         bare_worker.wait_ready(bare_app)
         print(f"pipeline benchmark: PostgreSQL {BENCH_DB}, private Redis, prefork worker x2, "
               f"{os.cpu_count()} cores, {FIGURES['machine']['busyCoresBefore']:.2f} cores busy before\n")

@@ -134,11 +134,16 @@ class Pagination(PageNumberPagination):
         ]
 
 
-def error_response(code: str, detail: str, http_status: int, fields: dict | None = None, headers=None) -> Response:
+def error_body(code: str, detail: str, fields: dict | None = None) -> dict:
+    """The one error shape, for DRF views (error_response) and plain Django views alike."""
     body = {"error": code, "detail": detail}
     if fields:
         body["fields"] = fields
-    return Response(body, status=http_status, headers=headers)
+    return body
+
+
+def error_response(code: str, detail: str, http_status: int, fields: dict | None = None, headers=None) -> Response:
+    return Response(error_body(code, detail, fields), status=http_status, headers=headers)
 
 
 def not_found(thing: str = "tenant") -> Response:

@@ -9,6 +9,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
+from matih.api import error_body
 from provisioning.metrics import job_metrics_text
 
 
@@ -19,9 +20,8 @@ def read_only(view):
     @csrf_exempt
     def wrapped(request, *args, **kwargs):
         if request.method not in ("GET", "HEAD"):
-            response = JsonResponse({"error": "method_not_allowed",
-                                     "detail": f"Method \"{request.method[:20]}\" not allowed: {request.path} answers GET."},
-                                    status=405)
+            response = JsonResponse(error_body("method_not_allowed", f"Method \"{request.method[:20]}\" not allowed: "
+                                               f"{request.path} answers GET."), status=405)
             response["Allow"] = "GET, HEAD"
             return response
         return view(request, *args, **kwargs)

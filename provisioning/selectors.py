@@ -169,10 +169,11 @@ def _job_fields(job: ProvisioningJob) -> dict:
 def provisioning_status(tenant: Tenant, job: ProvisioningJob | None = None) -> dict:
     """The status of the tenant's latest job (of any kind), in the contract's shape."""
     job = job or latest_job(tenant.id)
-    if job is not None:
+    if job is not None and job.status in TERMINAL_JOB_STATUSES:
         # The tenant as of after the job's read: a job's end and the tenant's new status commit
         # together, so a job read as ended comes with the tenant it left (never FAILED beside
-        # PROVISIONING, as the caller's earlier read of the tenant could show).
+        # PROVISIONING, as the caller's earlier read of the tenant could show). A job that has
+        # not ended changes the tenant's status in the transaction that made it: no re-read.
         tenant.refresh_from_db(fields=["tier", "status", "error_message"])
     base = {"tenantId": str(tenant.id), "tier": tenant.tier, "status": tenant.status}
     if job is None:
