@@ -15,11 +15,14 @@ own thread. The database is the truth, so any delivery may be a duplicate or a s
   chain ends: a transient failure waits for its retry (the sweeper resumes it), a permanent
   one (or a spent budget) sends the rollback canvas.
 
-The hot path is one statement to load the phase (the first phase also starts the job in it),
-then two per step, each one round trip: the claim (step RUNNING with its lease, the job's
-version, an event) and the success (step SUCCEEDED, the job's succeeded_steps appended and
-its context merged under its row lock, an event). The job's statuses in that SQL come from
-the state table (provisioning.engine.states.sql_transition).
+The hot path is one statement to load the phase (the first phase also starts the job in it,
+and the load claims the phase's root steps), then one per step, one round trip: the success
+(step SUCCEEDED, the job's succeeded_steps appended and its context merged under its row lock,
+an event), which also claims the steps of the phase that waited for it last (each RUNNING with
+its lease, an event). A step is claimed by a statement of its own (the claim: step RUNNING with
+its lease, the job's version, an event) only when it is taken over, or when its phase's run
+finds it ready. The job's statuses in that SQL come from the state table
+(provisioning.engine.states.sql_transition).
 """
 from __future__ import annotations
 
@@ -227,7 +230,40 @@ SELECT s.id, s.attempts, s.started_at, j.version, j.tenant_id,
 FROM (SELECT 1) AS one LEFT JOIN s ON true LEFT JOIN j ON true
 """
 
-SUCCEED_SQL = f"""
+# A success also claims the steps of its phase that it was the last to wait for (their other
+# dependencies already succeeded): the next step starts without a statement of its own. They are
+# claimed only while the job is RUNNING; the job's version counts the success and each claim, and
+# each claim gets its step.started event (seq: the job's version after it), as CLAIM_SQL's.
+# Parameters: next_names, and next_deps (each one's dependencies, comma-joined). A step that no
+# other waits for succeeds with the statement without them (SUCCEED_SQL), a little cheaper.
+_NEXT_READY = ("SELECT n.name FROM unnest(%(next_names)s::varchar[], %(next_deps)s::varchar[]) AS n(name, deps) "
+               "WHERE string_to_array(n.deps, ',')::varchar[] <@ {succeeded}")
+
+
+def _succeed_sql(*, claim_next: bool) -> str:
+    claimed = "(SELECT count(*) FROM ready_next)" if claim_next else "0"
+    version = "version + 1"
+    if claim_next:
+        version += (f" + CASE WHEN {IS_RUNNING} THEN (SELECT count(*) FROM ("
+                    f"{_NEXT_READY.format(succeeded='array_append(succeeded_steps, %(name)s)')}) AS r) ELSE 0 END")
+    claim_ctes = f""", ready_next AS (
+    SELECT r.name FROM j, LATERAL ({_NEXT_READY.format(succeeded="j.succeeded_steps")}) AS r
+    WHERE j.status = '{S.RUNNING}'
+), claimed_next AS (
+    UPDATE {STEP_TABLE} SET status = '{StepStatus.RUNNING}', attempts = attempts + 1, started_at = now(),
+        finished_at = NULL, duration_ms = NULL, error = '', claimed_by = %(next_owner)s || ':' || name,
+        lease_expires_at = %(lease)s
+    WHERE job_id = %(job)s AND name = ANY(ARRAY(SELECT name FROM ready_next))
+      AND status = '{StepStatus.PENDING}'
+    RETURNING id, name, attempts, started_at
+), claimed_next_events AS (
+    {event_sql(source="j, (SELECT *, row_number() OVER (ORDER BY name) AS rn FROM claimed_next) c",
+               seq=f"j.version - {claimed} + c.rn", kind="'step.started'", step="c.name",
+               message="c.name || ' started.'", data="jsonb_build_object('attempt', c.attempts)")}
+)""" if claim_next else ""
+    claims = ("coalesce((SELECT json_agg(json_build_array(id, name, attempts, started_at)) FROM claimed_next), "
+              "'[]'::json)") if claim_next else "'[]'::json"
+    return f"""
 WITH s AS (
     UPDATE {STEP_TABLE} SET status = '{StepStatus.SUCCEEDED}', outputs = %(outputs)s, finished_at = now(),
         succeeded_at = now(), duration_ms = %(duration)s, elapsed_ms = elapsed_ms + %(duration)s,
@@ -235,17 +271,21 @@ WITH s AS (
     WHERE id = %(step)s AND status = '{StepStatus.RUNNING}' AND claimed_by = %(owner)s
     RETURNING id
 ), j AS (
-    UPDATE {JOB_TABLE} SET version = version + 1, updated_at = now(),
+    UPDATE {JOB_TABLE} SET version = {version}, updated_at = now(),
         lease_expires_at = CASE WHEN lease_expires_at IS NULL OR lease_expires_at < %(renew_before)s
                                 THEN %(lease)s ELSE lease_expires_at END,
         succeeded_steps = array_append(succeeded_steps, %(name)s), context = context || %(context)s
     WHERE id = %(job)s AND EXISTS (SELECT 1 FROM s)
     RETURNING version, status, succeeded_steps, tenant_id, context
-){inventory.ctes("j")}, e AS (
-    {event_sql(source="j", seq="j.version", kind="'step.succeeded'", step="%(name)s")}
+){claim_ctes}{inventory.ctes("j")}, e AS (
+    {event_sql(source="j", seq=f"j.version - {claimed}", kind="'step.succeeded'", step="%(name)s")}
 )
-SELECT version, status, succeeded_steps, tenant_id, context FROM j
+SELECT version, status, succeeded_steps, tenant_id, context, {claims} FROM j
 """
+
+
+SUCCEED_SQL = _succeed_sql(claim_next=False)
+SUCCEED_AND_CLAIM_SQL = _succeed_sql(claim_next=True)
 
 
 def _json(value):
@@ -375,6 +415,7 @@ class StepOutcome:
     job_status: str | None = None
     succeeded: list[str] | None = None
     context: dict | None = None
+    claims: dict | None = None  # step -> Claim: the steps the success claimed (it was their last wait)
 
 
 @dataclass
@@ -430,21 +471,39 @@ def run_step(phase: Phase, name: str, context: dict, claim: Claim | None = None)
 
 def succeed_step(phase: Phase, claim: Claim, name: str, outputs: dict, context_updates: dict,
                  started: float) -> StepOutcome:
+    next_owner = claim_token()
     with connection.cursor() as cursor:
-        cursor.execute(SUCCEED_SQL, {
+        following = _next_of(phase.plan, name)
+        cursor.execute(SUCCEED_AND_CLAIM_SQL if following["next_names"] else SUCCEED_SQL, {
             "step": claim.step_id, "owner": claim.owner, "outputs": Jsonb(outputs),
             "duration": _elapsed_ms(started), "name": name, "context": Jsonb(context_updates),
-            "job": phase.job_id, "message": f"{name} succeeded.", **_lease_params(),
-            **inventory.params(outputs),
+            "job": phase.job_id, "message": f"{name} succeeded.", "next_owner": next_owner, **_lease_params(),
+            **inventory.params(outputs), **following,
         })
         row = cursor.fetchone()
     if row is None:
         # Our lease lapsed and another worker took the step over; its result stands.
         return StepOutcome(name=name, status="held")
-    version, job_status, succeeded, tenant_id, context = row
+    version, job_status, succeeded, tenant_id, context, claimed = row
     publish_change(tenant_id=tenant_id, job_id=phase.job_id, version=version, status=job_status)
+    claims = {next_name: Claim(step_id=step_id, attempts=attempts, owner=f"{next_owner}:{next_name}",
+                               started_at=_timestamp(started_at))
+              for step_id, next_name, attempts, started_at in _json(claimed) or ()}
     return StepOutcome(name=name, status="succeeded", job_status=job_status, succeeded=list(succeeded),
-                       context=_json(context))
+                       context=_json(context), claims=claims)
+
+
+_next: dict[tuple[str, str], dict] = {}
+
+
+def _next_of(plan: Plan, name: str) -> dict:
+    """SUCCEED_SQL's parameters for the steps of `name`'s phase that wait for it."""
+    key = (plan.key, name)
+    if key not in _next:
+        waiting = [step for step in plan.steps_of(plan.step(name).phase) if name in step.after]
+        _next[key] = {"next_names": [step.name for step in waiting],
+                      "next_deps": [",".join(step.after) for step in waiting]}
+    return _next[key]
 
 
 def fail_step(phase: Phase, claim: Claim, name: str, error: InfraError, started: float) -> StepOutcome:
@@ -585,6 +644,7 @@ def run_phase(job_id, phase: str) -> Result:
     in_flight: dict[Future, str] = {}
     job_status = S.RUNNING
     failed = False
+    claims = dict(loaded.claims or {})  # claimed by the load (or later by a success): launched next round
 
     def ready() -> list[str]:
         return [name for name in plan.ready(phase, statuses, claimable=CLAIMABLE) if name not in in_flight.values()]
@@ -598,6 +658,9 @@ def run_phase(job_id, phase: str) -> Result:
                 if name in statuses:
                     statuses[name] = StepStatus.SUCCEEDED
             context = outcome.context or context
+            for name, claim in (outcome.claims or {}).items():
+                statuses[name] = StepStatus.RUNNING
+                claims[name] = claim  # claimed by the success: launched in the next round
         elif outcome.status == "failed":
             statuses[outcome.name] = StepStatus.FAILED
             failed = True
@@ -606,7 +669,6 @@ def run_phase(job_id, phase: str) -> Result:
         if outcome.job_status is not None:
             job_status = outcome.job_status
 
-    claims = dict(loaded.claims or {})  # claimed by the load: launched in the first round
     while True:
         waiting = [*claims, *ready()] if (job_status == S.RUNNING and not failed) else list(claims)
         if not waiting and not in_flight:

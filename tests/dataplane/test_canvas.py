@@ -155,7 +155,7 @@ def _job_status_writes(sql: str) -> list[tuple[str, str]]:
 
 
 def test_every_job_status_the_engines_sql_writes_is_a_transition_of_the_state_table():
-    statements = [runner.START_AND_LOAD_SQL, runner.CLAIM_SQL, runner.SUCCEED_SQL,
+    statements = [runner.START_AND_LOAD_SQL, runner.CLAIM_SQL, runner.SUCCEED_SQL, runner.SUCCEED_AND_CLAIM_SQL,
                   *[runner.complete_sql(outcome.completed(slug="acme", tier="FREE")) for outcome in OUTCOMES.values()],
                   resume_module.resume_sql([resume_module.RETRY_DUE]),
                   resume_module.resume_sql([resume_module.STILL_RUNNING, resume_module.STILL_ROLLING_BACK,
