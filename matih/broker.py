@@ -75,11 +75,14 @@ class _Shape:
     def __init__(self, queue: str, envelope: str, body: str, markers: dict[str, str]):
         self.queue, self.envelope, self.body, self.markers = queue, envelope, body, markers
 
-    def render(self, *, job: str, task_id: str, delivery_tag: str, reply_to: str) -> str:
-        m = self.markers
-        body = self.body.replace(m["job"], job)
-        return (self.envelope.replace(m["job"], job).replace(m["task"], task_id).replace(m["tag"], delivery_tag)
-                .replace(m["reply"], reply_to).replace(m["body"], base64.b64encode(body.encode()).decode()))
+    def render(self, values: dict[str, str]) -> str:
+        """The message with each marker replaced by its value (values: job, task, tag, reply, and the
+        shape's other ids). The body goes in last, encoded: no marker can be inside its base64."""
+        body, envelope = self.body, self.envelope
+        for name, marker in self.markers.items():
+            if name != "body":
+                body, envelope = body.replace(marker, values[name]), envelope.replace(marker, values[name])
+        return envelope.replace(self.markers["body"], base64.b64encode(body.encode()).decode())
 
 
 class PreparedMessages:
@@ -108,10 +111,12 @@ class PreparedMessages:
                                 and not (conf.broker_transport_options or {}).get("global_keyprefix"))
         return self._configured
 
-    def send(self, key: tuple, job: str, write: Callable) -> bool:
-        """Send the message of shape `key` for `job`; False if this path cannot (the caller sends it
-        through Celery). `write(job, task_id, producer)` sends one message of the shape through Celery."""
-        if not _ID.match(job):
+    def send(self, key: tuple, ids: dict[str, str], write: Callable) -> bool:
+        """Send the message of shape `key` with these ids (the job's, and any other the shape has: the
+        root's and the parent's task ids of a chain's next link); False if this path cannot (the caller
+        sends it through Celery). `write(markers, producer)` sends one message of the shape through
+        Celery, with markers["job"] and markers["task"] (the task id) and the other ids' markers."""
+        if not all(_ID.match(value or "") for value in ids.values()):
             return False
         if self._pid != os.getpid():  # after a fork, nothing of the parent's: its pid is in `origin`
             with self._lock:
@@ -122,13 +127,13 @@ class PreparedMessages:
         shape = self._shapes.get(key, False)
         if shape is False:
             try:
-                shape = self._shapes[key] = self._capture(write)
+                shape = self._shapes[key] = self._capture(sorted(ids), write)
             except Exception:  # the broker is away: Celery's own path tries, with its retries
                 return False
         if shape is None:
             return False
-        message = shape.render(job=job, task_id=str(uuid.uuid4()), delivery_tag=str(uuid.uuid4()),
-                               reply_to=self.app.thread_oid)
+        message = shape.render({**ids, "task": str(uuid.uuid4()), "tag": str(uuid.uuid4()),
+                                "reply": self.app.thread_oid})
         try:
             self._redis().lpush(shape.queue, message)
         except Exception:
@@ -159,15 +164,15 @@ class PreparedMessages:
                 client = self._client
         return client
 
-    def _capture(self, write: Callable) -> _Shape | None:
+    def _capture(self, names: list[str], write: Callable) -> _Shape | None:
         """The shape, from one message Celery writes with marker values, captured before the push."""
-        markers = {"job": str(uuid.uuid4()), "task": str(uuid.uuid4()), "body": str(uuid.uuid4())}
+        markers = {name: str(uuid.uuid4()) for name in [*names, "task", "body"]}
         with self.app.connection_for_write() as connection:
             channel = connection.channel()
             channel._matih_capture = captured = []
             try:
                 with self.app.amqp.Producer(channel) as producer:
-                    write(markers["job"], markers["task"], producer)
+                    write(dict(markers), producer)
             finally:
                 channel.close()
         if len(captured) != 1:
@@ -181,7 +186,8 @@ class PreparedMessages:
         body = base64.b64decode(message["body"]).decode()
         envelope = dumps({**message, "body": markers["body"]})
         shape = _Shape(queue, envelope, body, markers)
-        # What is replaced must be all that varies: the shape made again with the markers is the message.
-        again = loads(shape.render(job=markers["job"], task_id=markers["task"], delivery_tag=markers["tag"],
-                                   reply_to=markers["reply"]))
-        return shape if again == message and all(envelope.count(markers[k]) for k in ("task", "tag")) else None
+        # What is replaced must be all that varies: the shape made again with the markers is the
+        # message, and every id given is in it.
+        again = loads(shape.render(markers))
+        used = all((envelope + body).count(markers[name]) for name in [*names, "task", "tag"])
+        return shape if again == message and used else None

@@ -42,25 +42,66 @@ def _apply(task, job: str, phases: list[str], *, countdown: float | None = None,
                       producer=producer)
 
 
-_prepared = None
+_prepared_messages = None
+# A link of a chain this module built: an immutable signature of (job, phase), nothing else.
+_LINK_KEYS = frozenset({"task", "args", "kwargs", "options", "subtask_type", "immutable"})
+
+
+def _prepared():
+    global _prepared_messages
+    if _prepared_messages is None:
+        from matih.broker import PreparedMessages
+        from matih.celery import app
+
+        _prepared_messages = PreparedMessages(app)
+    return _prepared_messages
 
 
 def _send(task, job_id, phases, countdown: float | None = None) -> None:
     """Send the canvas of `task` over `phases` for a job. Without a countdown, as a prepared message
     (matih.broker.PreparedMessages: the bytes Celery wrote for the first canvas of this shape, with
     this job's id and new ids), which every registration and every resumed job pays a quarter of."""
-    global _prepared
     job, phases = str(job_id), list(phases)
-    if countdown is None:
-        from matih.broker import PreparedMessages
-        from matih.celery import app
-
-        if _prepared is None:
-            _prepared = PreparedMessages(app)
-        if _prepared.send((task.name, *phases), job, lambda marker, task_id, producer: _apply(
-                task, marker, phases, task_id=task_id, producer=producer)):
-            return
+    if countdown is None and _prepared().send((task.name, *phases), {"job": job}, lambda markers, producer: _apply(
+            task, markers["job"], phases, task_id=markers["task"], producer=producer)):
+        return
     _apply(task, job, phases, countdown=countdown)
+
+
+def send_next_link(request) -> bool:
+    """Send the next link of the chain the current task runs in, as Celery's tracer would after the task
+    returns (celery.app.trace: the last signature of `request.chain`, carrying the rest, its parent the
+    current task, its root the chain's), as a prepared message. False, with nothing sent, when that
+    cannot be (a chain this module did not build, a parent's priority to inherit, or the prepared path
+    refuses): the tracer then sends it as always."""
+    from celery import signature
+
+    rest = request.chain
+    if not rest or not request.id or not request.root_id:
+        return False
+    first = rest[-1]
+    if not isinstance(first, dict) or not isinstance(first.get("args"), (list, tuple)) or len(first["args"]) != 2:
+        return False
+    name, job = first["task"], first["args"][0]
+    for link in rest:
+        if not (isinstance(link, dict) and link.keys() == _LINK_KEYS and link["task"] == name
+                and link["kwargs"] == {} and link["options"] == {} and link["immutable"] is True
+                and link["subtask_type"] is None and isinstance(link["args"], (list, tuple)) and len(link["args"]) == 2
+                and link["args"][0] == job and isinstance(link["args"][1], str)):
+            return False
+    messages = _prepared()
+    if messages.app.conf.task_inherit_parent_priority:
+        return False
+    phases = [link["args"][1] for link in reversed(rest)]
+
+    def write(markers, producer) -> None:  # what the tracer does, with the markers
+        chain = [dict(link, args=[markers["job"], link["args"][1]]) for link in rest]
+        signature(chain.pop(), app=messages.app).apply_async(
+            (None,), chain=chain, parent_id=markers["parent"], root_id=markers["root"], priority=None,
+            task_id=markers["task"], producer=producer)
+
+    return messages.send((name, "link", *phases), {"job": str(job), "root": request.root_id,
+                                                    "parent": request.id}, write)
 
 
 def send_phases(job_id, plan: Plan, from_phase: str | None = None) -> None:
