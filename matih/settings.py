@@ -192,7 +192,11 @@ MATIH_SIM_FAULT_RATE = env_float("MATIH_SIM_FAULT_RATE", 0.0)
 MATIH_RETRY_BACKOFF = [float(x) for x in env_list("MATIH_RETRY_BACKOFF", "60,120,240")]
 MATIH_RETRY_JITTER = env_float("MATIH_RETRY_JITTER", 0.1)
 MATIH_MAX_RETRIES = env_int("MATIH_MAX_RETRIES", 3)
-MATIH_SWEEP_INTERVAL = env_int("MATIH_SWEEP_INTERVAL", 15)
+# Beat's sweep is what resumes a due retry. In the simulated cloud the backoff is scaled with the
+# steps (1 s and up, provisioning.engine.states.backoff_seconds), so a 15-s sweep would be most of
+# the wait: there it sweeps every 2 s unless told otherwise.
+MATIH_SWEEP_INTERVAL = env_int("MATIH_SWEEP_INTERVAL",
+                               2 if MATIH_INFRA_BACKEND == "simulated" and MATIH_SIM_TIME_SCALE < 1 else 15)
 MATIH_STEP_LEASE = env_int("MATIH_STEP_LEASE", 120)
 # PostgreSQL's synchronous_commit for the Celery workers' connections: "off" (their commits do
 # not wait for the disk; see matih/celery.py for what that trades), "on", or "server" (leave it).

@@ -234,3 +234,27 @@ def test_a_busy_port_is_refused_before_anything_starts():
     assert done.returncode == 1
     assert f"Cannot serve on 127.0.0.1:{port}" in done.stderr and "Set MATIH_PORT" in done.stderr
     assert "Starting the web server" not in done.stdout
+
+
+def test_in_the_simulated_cloud_beat_sweeps_every_two_seconds(run, home):
+    """A retry waits its backoff scaled with the simulated time (1 s and up); it is resumed by the next
+    sweep, so `make run` sweeps every 2 s there (MATIH_SWEEP_INTERVAL's simulated default), and sets
+    beat's schedule to the setting on every start (the migration made it with another value before)."""
+    log = home / "logs" / "beat.log"
+
+    def sweeps_logged() -> list[str]:
+        text = log.read_text() if log.exists() else ""
+        return [json.loads(line)["ts"] for line in text.splitlines() if "Sending due task provisioning: sweep" in line]
+
+    earlier = len(sweeps_logged())  # an earlier run's, in the same home
+    up = run()
+    deadline = time.monotonic() + 30
+    while len(sweeps_logged()) < earlier + 4:
+        assert time.monotonic() < deadline, "beat did not sweep four times in 30 s"
+        time.sleep(0.5)
+    from datetime import datetime
+
+    stamps = [datetime.fromisoformat(ts) for ts in sweeps_logged()[earlier:]][-3:]
+    seconds = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+    assert all(1.5 <= s <= 3.0 for s in seconds), seconds
+    assert up.alive()

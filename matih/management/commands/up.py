@@ -101,6 +101,17 @@ def demo_login(path: Path) -> DemoLogin:
     return login
 
 
+def _sweep_every_interval() -> None:
+    """The sweeper's beat schedule at this run's MATIH_SWEEP_INTERVAL (the migration made it with the
+    value of its own day; without this a changed setting, or the simulated cloud's shorter default,
+    would never reach beat)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+
+    from provisioning.seed import ensure_sweep_periodic_task
+
+    ensure_sweep_periodic_task(IntervalSchedule, PeriodicTask, PeriodicTasks)
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, whole or not at all."""
     partial = path.with_name(path.name + ".partial")
@@ -147,6 +158,7 @@ class Command(BaseCommand):
         try:
             _refuse_a_busy_port(host, port)
             call_command("migrate", interactive=False, verbosity=0)
+            _sweep_every_interval()
             call_command("collectstatic", interactive=False, verbosity=0)
             login = demo_login(embedded.home() / "demo-login.json")
             connections.close_all()  # the children have their own; ours would only idle
