@@ -7,6 +7,10 @@ These two builders are the only way work is sent to the data plane: a registrati
 operation sends the job's canvas once, on commit; resuming (the sweeper, a retry, a lapsed
 lease) sends the same canvas from the first unfinished phase. No chord, no result backend:
 the database says what is done, the canvas is transport (DESIGN.md section 3).
+
+The messages are Celery's: a canvas (and the next link of a running chain, `send_next_link`)
+goes out as a prepared message when it can (matih.broker: the bytes Celery wrote for the first
+message of the same shape, with new ids), else through Celery's `apply_async`.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ def _apply(task, job: str, phases: list[str], *, countdown: float | None = None,
     `chain` option, last first), without building and freezing the chain object first: the same
     message for a third of the cost."""
     first, *rest = [task.si(job, phase) for phase in phases]
-    first.apply_async(chain=[sig for sig in reversed(rest)] or None, countdown=countdown or None, task_id=task_id,
+    first.apply_async(chain=list(reversed(rest)) or None, countdown=countdown or None, task_id=task_id,
                       producer=producer)
 
 
@@ -60,7 +64,8 @@ def _prepared():
 def _send(task, job_id, phases, countdown: float | None = None) -> None:
     """Send the canvas of `task` over `phases` for a job. Without a countdown, as a prepared message
     (matih.broker.PreparedMessages: the bytes Celery wrote for the first canvas of this shape, with
-    this job's id and new ids), which every registration and every resumed job pays a quarter of."""
+    this job's id and new ids), for about a fifth of the CPU; every registration and every resumed
+    job sends one."""
     job, phases = str(job_id), list(phases)
     if countdown is None and _prepared().send((task.name, *phases), {"job": job}, lambda markers, producer: _apply(
             task, markers["job"], phases, task_id=markers["task"], producer=producer)):
