@@ -106,8 +106,9 @@ class PreparedMessages:
             return False
         if self._configured is None:
             conf = self.app.conf
-            self._configured = (isinstance(self.app.connection_for_write().transport, Transport)
-                                and not conf.task_always_eager and not conf.task_send_sent_event
+            with self.app.connection_for_write() as connection:  # not connected: only its transport is read
+                ours = isinstance(connection.transport, Transport)
+            self._configured = (ours and not conf.task_always_eager and not conf.task_send_sent_event
                                 and not (conf.broker_transport_options or {}).get("global_keyprefix"))
         return self._configured
 

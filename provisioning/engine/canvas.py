@@ -84,11 +84,9 @@ def send_next_link(request) -> bool:
     rest = request.chain
     if not rest or not request.id or not request.root_id:
         return False
-    first = rest[-1]
-    if not isinstance(first, dict) or not isinstance(first.get("args"), (list, tuple)) or len(first["args"]) != 2:
-        return False
-    name, job = first["task"], first["args"][0]
-    for link in rest:
+    first = rest[-1] if isinstance(rest[-1], dict) else {}
+    name, job = first.get("task"), (first.get("args") or (None,))[0]
+    for link in rest:  # every link, the first included, as _apply builds them
         if not (isinstance(link, dict) and link.keys() == _LINK_KEYS and link["task"] == name
                 and link["kwargs"] == {} and link["options"] == {} and link["immutable"] is True
                 and link["subtask_type"] is None and isinstance(link["args"], (list, tuple)) and len(link["args"]) == 2

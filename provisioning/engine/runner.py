@@ -95,11 +95,27 @@ LAPSED_TIME = ("elapsed_ms + CASE WHEN status = '{running}' "
                "THEN greatest(0, (extract(epoch FROM now() - started_at) * 1000)::int) ELSE 0 END"
                ).format(running=StepStatus.RUNNING)
 
+
+def _claim_set(owner: str) -> str:
+    """The SET clause of every claim of a step (PENDING, or RUNNING with a lapsed lease): RUNNING
+    under `owner` (an SQL expression) with a new lease; a step taken over keeps the time its dead
+    worker ran it (progress never goes back)."""
+    return (f"status = '{StepStatus.RUNNING}', attempts = attempts + 1, started_at = now(), finished_at = NULL, "
+            f"duration_ms = NULL, error = '', claimed_by = {owner}, lease_expires_at = %(lease)s, "
+            f"elapsed_ms = {LAPSED_TIME}")
+
+
+def _started_events(source: str, claimed: str, seq_before: str) -> str:
+    """The step.started event of each step `claimed` (a CTE), numbered by name after `seq_before`
+    (the job's version before the claims)."""
+    return event_sql(source=f"{source}, (SELECT *, row_number() OVER (ORDER BY name) AS rn FROM {claimed}) c",
+                     seq=f"{seq_before} + c.rn", kind="'step.started'", step="c.name",
+                     message="c.name || ' started.'", data="jsonb_build_object('attempt', c.attempts)")
+
+
 _CLAIM_ROOTS = f"""
 claimed_old AS (
-    UPDATE {STEP_TABLE} SET status = '{StepStatus.RUNNING}', attempts = attempts + 1, started_at = now(),
-        finished_at = NULL, duration_ms = NULL, error = '', claimed_by = %(owner)s || ':' || name,
-        lease_expires_at = %(lease)s, elapsed_ms = {LAPSED_TIME}
+    UPDATE {STEP_TABLE} SET {_claim_set("%(owner)s || ':' || name")}
     WHERE job_id = %(job)s AND phase = %(phase)s
       AND name = ANY(ARRAY(SELECT r.name FROM unnest(%(root_plans)s::varchar[], %(root_names)s::varchar[])
                                                AS r(plan, name)
@@ -116,9 +132,7 @@ claimed_old AS (
     WHERE id = %(job)s AND {IS_RUNNING} AND (SELECT n FROM counted_old) > 0
     RETURNING version
 ), claimed_old_events AS (
-    {event_sql(source="bumped, (SELECT *, row_number() OVER (ORDER BY name) AS rn FROM claimed_old) c",
-               seq="bumped.version - (SELECT n FROM counted_old) + c.rn", kind="'step.started'", step="c.name",
-               message="c.name || ' started.'", data="jsonb_build_object('attempt', c.attempts)")}
+    {_started_events("bumped", "claimed_old", "bumped.version - (SELECT n FROM counted_old)")}
 )"""
 
 _SELECT_PHASE = """
@@ -169,17 +183,14 @@ WITH started AS (
     ON CONFLICT (job_id, name) DO NOTHING
     RETURNING id, name, attempts, started_at, status
 ), claimed_new AS (
-    SELECT id, name, attempts, started_at, row_number() OVER (ORDER BY name) AS rn
-    FROM made WHERE status = '{StepStatus.RUNNING}'
+    SELECT id, name, attempts, started_at FROM made WHERE status = '{StepStatus.RUNNING}'
 ), e AS (
     {event_sql(source="started", seq="started.version - (SELECT count(*) FROM planned WHERE claim)",
                kind="'job.started'",
                message="'Started: ' || started.kind || ' (' || coalesce(started.from_tier || ' -> ', '') "
                        "|| started.tier || ').'")}
 ), claimed_new_events AS (
-    {event_sql(source="started, claimed_new c",
-               seq="started.version - (SELECT count(*) FROM planned WHERE claim) + c.rn", kind="'step.started'",
-               step="c.name", message="c.name || ' started.'", data="jsonb_build_object('attempt', c.attempts)")}
+    {_started_events("started", "claimed_new", "started.version - (SELECT count(*) FROM planned WHERE claim)")}
 ), {_CLAIM_ROOTS.strip()}
 SELECT CASE WHEN started.version IS NULL THEN j.status ELSE '{START.target}' END, j.kind, j.tier, j.from_tier,
     j.context, coalesce(started.version, (SELECT version FROM bumped), j.version), j.succeeded_steps,
@@ -202,11 +213,7 @@ WHERE j.id = %(job)s
 # A step is claimable when PENDING, or RUNNING with a lapsed lease (its worker died: taken over).
 CLAIM_SQL = f"""
 WITH s AS (
-    UPDATE {STEP_TABLE} SET status = '{StepStatus.RUNNING}', attempts = attempts + 1, started_at = now(),
-        finished_at = NULL, duration_ms = NULL, error = '', claimed_by = %(owner)s, lease_expires_at = %(lease)s,
-        -- a step taken over keeps the time its dead worker ran it (progress never goes back)
-        elapsed_ms = elapsed_ms + CASE WHEN status = '{StepStatus.RUNNING}'
-            THEN greatest(0, (extract(epoch FROM now() - started_at) * 1000)::int) ELSE 0 END
+    UPDATE {STEP_TABLE} SET {_claim_set("%(owner)s")}
     WHERE job_id = %(job)s AND name = %(name)s
       AND (status = '{StepStatus.PENDING}' OR (status = '{StepStatus.RUNNING}' AND lease_expires_at < now()))
       AND EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE id = %(job)s AND {IS_RUNNING})
@@ -250,16 +257,12 @@ def _succeed_sql(*, claim_next: bool) -> str:
     SELECT r.name FROM j, LATERAL ({_NEXT_READY.format(succeeded="j.succeeded_steps")}) AS r
     WHERE j.status = '{S.RUNNING}'
 ), claimed_next AS (
-    UPDATE {STEP_TABLE} SET status = '{StepStatus.RUNNING}', attempts = attempts + 1, started_at = now(),
-        finished_at = NULL, duration_ms = NULL, error = '', claimed_by = %(next_owner)s || ':' || name,
-        lease_expires_at = %(lease)s
+    UPDATE {STEP_TABLE} SET {_claim_set("%(next_owner)s || ':' || name")}
     WHERE job_id = %(job)s AND name = ANY(ARRAY(SELECT name FROM ready_next))
       AND status = '{StepStatus.PENDING}'
     RETURNING id, name, attempts, started_at
 ), claimed_next_events AS (
-    {event_sql(source="j, (SELECT *, row_number() OVER (ORDER BY name) AS rn FROM claimed_next) c",
-               seq=f"j.version - {claimed} + c.rn", kind="'step.started'", step="c.name",
-               message="c.name || ' started.'", data="jsonb_build_object('attempt', c.attempts)")}
+    {_started_events("j", "claimed_next", f"j.version - {claimed}")}
 )""" if claim_next else ""
     claims = ("coalesce((SELECT json_agg(json_build_array(id, name, attempts, started_at)) FROM claimed_next), "
               "'[]'::json)") if claim_next else "'[]'::json"
@@ -350,11 +353,8 @@ def load_phase(job_id, phase: str) -> Phase | None:
     statuses = {}
     for name, step_status, lapsed in _json(steps) or ():
         statuses[name] = LAPSED if step_status == StepStatus.RUNNING and lapsed else step_status
-    claims = {}
-    for step_id, name, attempts, started_at in _json(claimed) or ():
-        claims[name] = Claim(step_id=step_id, attempts=attempts, owner=f"{params['owner']}:{name}",
-                             started_at=_timestamp(started_at))
-        statuses[name] = StepStatus.RUNNING
+    claims = _claims(claimed, params["owner"])
+    statuses.update(dict.fromkeys(claims, StepStatus.RUNNING))
     tenant = Tenant(id=tenant_id, name=t_name, slug=t_slug, tier=t_tier, status=t_status, region=t_region,
                     admin_email=t_email, service_principal_encrypted=t_principal)
     if started or claims:
@@ -362,6 +362,13 @@ def load_phase(job_id, phase: str) -> Phase | None:
     return Phase(job_id=str(job_id), phase=phase, status=status if not started else S.RUNNING,
                  plan=plan_of(kind, tier, from_tier), context=_json(context) or {}, succeeded=set(succeeded or ()),
                  tenant=tenant, tenant_settings=_json(t_settings) or {}, statuses=statuses, claims=claims)
+
+
+def _claims(rows, owner: str) -> dict:
+    """step -> Claim, from a statement's claimed steps (json [id, name, attempts, started_at]), each
+    claimed as `owner:name` (the load's roots, a success's next steps)."""
+    return {name: Claim(step_id=step_id, attempts=attempts, owner=f"{owner}:{name}", started_at=_timestamp(started_at))
+            for step_id, name, attempts, started_at in _json(rows) or ()}
 
 
 def _timestamp(value):
@@ -486,11 +493,8 @@ def succeed_step(phase: Phase, claim: Claim, name: str, outputs: dict, context_u
         return StepOutcome(name=name, status="held")
     version, job_status, succeeded, tenant_id, context, claimed = row
     publish_change(tenant_id=tenant_id, job_id=phase.job_id, version=version, status=job_status)
-    claims = {next_name: Claim(step_id=step_id, attempts=attempts, owner=f"{next_owner}:{next_name}",
-                               started_at=_timestamp(started_at))
-              for step_id, next_name, attempts, started_at in _json(claimed) or ()}
     return StepOutcome(name=name, status="succeeded", job_status=job_status, succeeded=list(succeeded),
-                       context=_json(context), claims=claims)
+                       context=_json(context), claims=_claims(claimed, next_owner))
 
 
 _next: dict[tuple[str, str], dict] = {}
