@@ -45,7 +45,9 @@ class SimulatedResource(models.Model):
     """
 
     kind = models.CharField(max_length=40)
-    name = models.CharField(max_length=255)
+    # In byte order ("C"), so that the unique index (kind, location, name) also serves the names under
+    # a prefix (a namespace's "tenant-acme/..."), which a linguistic collation's order cannot.
+    name = models.CharField(max_length=255, db_collation="C")
     location = models.CharField(max_length=255, blank=True, default="",
                                 help_text="Where it lives: the cluster, the zone, the server, the workspace.")
     owner = models.CharField(max_length=100, db_index=True, help_text="The tenant slug it belongs to.")

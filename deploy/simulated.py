@@ -31,8 +31,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
+from psycopg.types.json import Jsonb
 
 from deploy import inventory
 from deploy import settings as defaults
@@ -68,17 +69,82 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
 # --- rows -------------------------------------------------------------------------------------------
+# The writes a provisioning makes are single statements of their own (one round trip, atomic by
+# themselves): at time scale 0 the simulated cloud's cost is what a benchmark of the engine sees.
+
+TABLE = SimulatedResource._meta.db_table
+
+_UPSERT = f"""
+INSERT INTO {TABLE} (kind, name, location, owner, data, created_at)
+SELECT r.kind, r.name, r.location, %(owner)s, coalesce(r.data, '{{}}'::jsonb), now()
+FROM jsonb_to_recordset(%(rows)s) AS r(kind text, name text, location text, data jsonb)
+ON CONFLICT (kind, location, name) DO """
+UPSERT_SQL = _UPSERT + "UPDATE SET data = EXCLUDED.data"
+CREATE_OR_GET_SQL = _UPSERT + "NOTHING"
+
+
+def _row_params(owner: str, rows: list[tuple[str, str, str, dict | None]]) -> dict:
+    return {"owner": owner, "rows": Jsonb([{"kind": kind, "name": name, "location": location, "data": data or {}}
+                                           for kind, name, location, data in rows])}
+
+
+def _put_rows(owner: str, rows: list[tuple[str, str, str, dict | None]], *, replace: bool = True) -> list[dict]:
+    """Create-or-update (or, with replace=False, create-or-get) rows (kind, name, location, data) in one
+    statement; their resources."""
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(UPSERT_SQL if replace else CREATE_OR_GET_SQL, _row_params(owner, rows))
+    return [resource(kind, name, location) for kind, name, location, _ in rows]
+
 
 def _put(owner: str, location: str, items: list[tuple[str, str, dict | None]], *, replace: bool = True) -> list[dict]:
-    """Create-or-update (or, with replace=False, create-or-get) rows in one statement; their resources."""
-    rows = [SimulatedResource(kind=kind, name=name, location=location, owner=owner, data=data or {})
-            for kind, name, data in items]
-    if replace:
-        SimulatedResource.objects.bulk_create(rows, update_conflicts=True, unique_fields=["kind", "location", "name"],
-                                              update_fields=["data"])
-    else:
-        SimulatedResource.objects.bulk_create(rows, ignore_conflicts=True)
-    return [resource(kind, name, location) for kind, name, _ in items]
+    """_put_rows, all in one location."""
+    return _put_rows(owner, [(kind, name, location, data) for kind, name, data in items], replace=replace)
+
+
+# Names that start with a prefix, as a range of the name's byte order (its collation is "C"), which the
+# unique index serves: a LIKE pattern given as a parameter cannot use it in a prepared statement's plan.
+NAME_IN_RANGE = "name >= %(name_from)s AND name < %(name_to)s"
+
+
+def name_range(prefix: str) -> dict:
+    """NAME_IN_RANGE's parameters for the names that start with `prefix`."""
+    return {"name_from": prefix, "name_to": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+
+
+# ensure_network_policies: the wanted policies made, the namespace's others deleted (their names).
+ENSURE_POLICIES_SQL = f"""
+WITH made AS ({UPSERT_SQL.strip()}
+), pruned AS (
+    DELETE FROM {TABLE} WHERE kind = 'NetworkPolicy' AND location = %(location)s AND {NAME_IN_RANGE}
+      AND NOT name = ANY(%(wanted)s::varchar[])
+    RETURNING name
+)
+SELECT name FROM pruned"""
+
+# SimulatedHelm.install: the release (its revision goes up when its values' fingerprint changed,
+# as `helm upgrade` makes a new revision) and its workloads set back to what the chart says.
+HELM_INSTALL_SQL = f"""
+WITH release AS (
+    INSERT INTO {TABLE} AS live (kind, name, location, owner, data, created_at)
+    VALUES ('HelmRelease', %(name)s, %(location)s, %(owner)s, %(release)s, now())
+    ON CONFLICT (kind, location, name) DO UPDATE SET data = EXCLUDED.data || jsonb_build_object('revision',
+        coalesce((live.data ->> 'revision')::int, 1)
+        + CASE WHEN live.data -> 'values' IS DISTINCT FROM EXCLUDED.data -> 'values' THEN 1 ELSE 0 END)
+    RETURNING (data ->> 'revision')::int AS revision
+), workloads AS ({UPSERT_SQL.strip()}
+)
+SELECT revision FROM release"""
+
+# SimulatedVerify.check: does the namespace exist, which workloads are scaled to zero, is the
+# ingress blocked (SimulatedKubernetes.workloads and ingress_state, in one statement).
+CHECK_SQL = f"""
+SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE kind = 'Namespace' AND location = %(location)s AND name = %(namespace)s),
+    coalesce((SELECT array_agg(substr(name, strpos(name, '/') + 1) ORDER BY substr(name, strpos(name, '/') + 1))
+              FROM {TABLE} WHERE kind = ANY(%(kinds)s::varchar[]) AND location = %(location)s
+                AND {NAME_IN_RANGE} AND coalesce(data -> 'replicas', '1'::jsonb) = '0'::jsonb), '{{}}'),
+    coalesce((SELECT data -> 'blocked' = 'true'::jsonb FROM {TABLE}
+              WHERE kind = 'Ingress' AND location = %(location)s AND name = %(ingress)s), false)"""
 
 
 def _rows(kind: str | tuple[str, ...], location: str, **filters):
@@ -157,11 +223,14 @@ class SimulatedKubernetes(_Part):
     def ensure_network_policies(self, spec: TenantSpec) -> dict:
         where = self.location(spec)
         wanted = [namespaced(spec, name) for name in inventory.network_policy_names(spec)]
-        stale = _rows("NetworkPolicy", where, name__startswith=f"{spec.namespace}/").exclude(name__in=wanted)
-        pruned = [f"NetworkPolicy/{name}" for name in stale.values_list("name", flat=True)]
-        stale.delete()  # a tier change is a delta: what the new tier does not have goes
-        resources = _put(spec.slug, where, [("NetworkPolicy", name, None) for name in wanted])
-        return {"networkPolicies": inventory.network_policy_names(spec), "pruned": pruned, "resources": resources}
+        rows = [("NetworkPolicy", name, where, None) for name in wanted]
+        # A tier change is a delta: what the new tier does not have goes (in the same statement).
+        with connection.cursor() as cursor:
+            cursor.execute(ENSURE_POLICIES_SQL, {**_row_params(spec.slug, rows), "location": where,
+                                                 **name_range(f"{spec.namespace}/"), "wanted": wanted})
+            pruned = sorted(f"NetworkPolicy/{name}" for (name,) in cursor.fetchall())
+        return {"networkPolicies": inventory.network_policy_names(spec), "pruned": pruned,
+                "resources": [resource(kind, name, location) for kind, name, location, _ in rows]}
 
     def delete_network_policies(self, spec: TenantSpec) -> None:
         _rows("NetworkPolicy", self.location(spec), name__startswith=f"{spec.namespace}/").delete()
@@ -289,16 +358,18 @@ class SimulatedHelm(_Part):
         merged = deep_merge(deep_merge(_chart_values(chart), values), custom)
         profile = (merged.get("tiers") or {}).get(spec.tier.upper(), {})
         fingerprint = hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
-        with transaction.atomic():
-            live = _rows("HelmRelease", where, name=namespaced(spec, release)).select_for_update().first()
-            revision = (live.data.get("revision", 1) + (live.data.get("values") != fingerprint)) if live else 1
-            resources = _put(spec.slug, where, [("HelmRelease", namespaced(spec, release), {
-                "chart": chart, "revision": revision, "status": "deployed", "values": fingerprint})])
-            _put(spec.slug, where, [(kind, namespaced(spec, name), {
-                "release": release, "replicas": int(profile.get(key, 1)) if key else 1})
-                for kind, name, key in CHART_WORKLOADS[chart]])
+        name = namespaced(spec, release)
+        workloads = [(kind, namespaced(spec, workload), where, {
+            "release": release, "replicas": int(profile.get(key, 1)) if key else 1})
+            for kind, workload, key in CHART_WORKLOADS[chart]]
+        # One statement: the release (a new revision when its values changed) and its workloads.
+        with connection.cursor() as cursor:
+            cursor.execute(HELM_INSTALL_SQL, {
+                **_row_params(spec.slug, workloads), "name": name, "location": where,
+                "release": Jsonb({"chart": chart, "revision": 1, "status": "deployed", "values": fingerprint})})
+            (revision,) = cursor.fetchone()
         return {"release": release, "namespace": spec.namespace, "chart": chart, "revision": revision,
-                "status": "deployed", "resources": resources}
+                "status": "deployed", "resources": [resource("HelmRelease", name, where)]}
 
     def uninstall(self, spec: TenantSpec, release: str) -> None:
         where = self.cloud.kubernetes.location(spec)
@@ -326,12 +397,11 @@ class SimulatedDns(_Part):
 
     def ensure_zone(self, spec: TenantSpec, ingress_ip: str) -> dict:
         label = inventory.delegation_label(spec)
-        with transaction.atomic():
-            _put(spec.slug, spec.parent_zone, [("DnsZone", spec.dns_zone, {"nameServers": self.NAME_SERVERS})])
-            # A records are replaced: a new ingress IP repoints them (the ENTERPRISE cut-over).
-            _put(spec.slug, spec.dns_zone, [("DnsRecord", f"A/{name}", {"ips": [ingress_ip]})
-                                            for name in inventory.DNS_A_LABELS])
-            _put(spec.slug, spec.parent_zone, [("DnsDelegation", f"NS/{label}", {"nameServers": self.NAME_SERVERS})])
+        # One statement; A records are replaced: a new ingress IP repoints them (the ENTERPRISE cut-over).
+        _put_rows(spec.slug, [("DnsZone", spec.dns_zone, spec.parent_zone, {"nameServers": self.NAME_SERVERS}),
+                              *[("DnsRecord", f"A/{name}", spec.dns_zone, {"ips": [ingress_ip]})
+                                for name in inventory.DNS_A_LABELS],
+                              ("DnsDelegation", f"NS/{label}", spec.parent_zone, {"nameServers": self.NAME_SERVERS})])
         return {"zone": spec.dns_zone, "nameServers": self.NAME_SERVERS, "ingressIp": ingress_ip,
                 "resources": inventory.dns_resources(spec)}
 
@@ -441,13 +511,11 @@ class SimulatedDatabase(_Part):
 
     def ensure_tenant_database(self, spec: TenantSpec, password: str | None = None) -> dict:
         names = self.names(spec)
-        with transaction.atomic():
-            resources = _put(spec.slug, SIMULATED_SERVER, [("DatabaseRole", names["role"], None)], replace=False)
-            if names["database"]:
-                resources += _put(spec.slug, SIMULATED_SERVER, [("Database", names["database"], None)], replace=False)
-            # create-or-get: a redelivered setup must not empty the tenant's tables
-            resources += _put(spec.slug, self._schema_location(spec),
-                              [("DatabaseSchema", names["schema"], {"tables": {}})], replace=False)
+        # One statement, create-or-get: a redelivered setup must not empty the tenant's tables.
+        resources = _put_rows(spec.slug, [
+            ("DatabaseRole", names["role"], SIMULATED_SERVER, None),
+            *([("Database", names["database"], SIMULATED_SERVER, None)] if names["database"] else []),
+            ("DatabaseSchema", names["schema"], self._schema_location(spec), {"tables": {}})], replace=False)
         return {"schema": names["schema"], "role": names["role"], "database": names["database"] or SIMULATED_DATABASE,
                 "host": SIMULATED_SERVER.split(":")[0], "port": 5432,
                 "password": password or secrets.token_urlsafe(24), "resources": resources}
@@ -560,8 +628,8 @@ class SimulatedCredentials(_Part):
 class SimulatedObservability(_Part):
     def ensure_pipelines(self, spec: TenantSpec) -> dict:
         where = self.cloud.kubernetes.location(spec)
-        resources = (_put(spec.slug, where, [("LogPipeline", namespaced(spec, LOG_PIPELINE), None)])
-                     + _put(spec.slug, where, [("TracePipeline", namespaced(spec, TRACE_PIPELINE), None)]))
+        resources = _put(spec.slug, where, [("LogPipeline", namespaced(spec, LOG_PIPELINE), None),
+                                            ("TracePipeline", namespaced(spec, TRACE_PIPELINE), None)])
         return {"logs": namespaced(spec, LOG_PIPELINE), "traces": namespaced(spec, TRACE_PIPELINE),
                 "resources": resources}
 
@@ -574,14 +642,17 @@ class SimulatedObservability(_Part):
 class SimulatedVerify(_Part):
     def check(self, spec: TenantSpec) -> dict:
         """Healthy when the namespace exists, no workload is scaled to zero and the ingress is not blocked."""
-        kubernetes = self.cloud.kubernetes
-        if not _exists("Namespace", kubernetes.location(spec), spec.namespace):
+        with connection.cursor() as cursor:
+            cursor.execute(CHECK_SQL, {"location": self.cloud.kubernetes.location(spec), "namespace": spec.namespace,
+                                       **name_range(f"{spec.namespace}/"), "kinds": list(WORKLOAD_KINDS),
+                                       "ingress": namespaced(spec, INGRESS)})
+            namespace, stopped, blocked = cursor.fetchone()
+        if not namespace:
             raise TransientInfraError(f"Namespace {spec.namespace} does not exist yet.")
-        stopped = sorted(name for name, replicas in kubernetes.workloads(spec).items() if replicas == 0)
         if stopped:
             raise TransientInfraError(f"Workloads scaled to zero in {spec.namespace}: {', '.join(stopped)}.",
                                       hint="The tenant is suspended or its workloads were not restored.")
-        if kubernetes.ingress_state(spec)["blocked"]:
+        if blocked:
             raise TransientInfraError(f"https://{spec.dns_zone}/healthz answered 503: the ingress is blocked.",
                                       hint="The tenant's access was not restored.")
         return {"endpoints": [f"https://{host}/healthz" for host in spec.hosts], "healthy": True}

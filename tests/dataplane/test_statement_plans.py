@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
+from deploy import simulated
+from deploy.interfaces import TenantSpec
 from provisioning.engine import inventory
 from provisioning.models import JobKind, ProvisioningJob, TenantResource
 from tenants.models import Tenant
@@ -26,14 +28,15 @@ def _tenant_with_resources(index: int, count: int) -> tuple[Tenant, Provisioning
     return tenant, job
 
 
-def _inventory_rows_read(plan: dict) -> int:
-    """Rows the plan's scans of the inventory table produced, over all their loops."""
+def _rows_read(plan: dict, table: str = inventory.INVENTORY) -> int:
+    """Rows the plan's scans of `table` read (kept or filtered out), over all their loops."""
     total = 0
     stack = [plan["Plan"]]
     while stack:
         node = stack.pop()
-        if node.get("Relation Name") == inventory.INVENTORY and "Scan" in node["Node Type"]:
-            total += node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        if node.get("Relation Name") == table and "Scan" in node["Node Type"]:
+            kept_and_dropped = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+            total += kept_and_dropped * node.get("Actual Loops", 1)
         stack += node.get("Plans", [])
     return total
 
@@ -47,7 +50,7 @@ def _explain_record(tenant, job, outputs: dict) -> int:
                                  **inventory.params(outputs)})
             (plan,) = cursor.fetchone()[0]
         transaction.set_rollback(True)
-    return _inventory_rows_read(plan)
+    return _rows_read(plan)
 
 
 def test_a_steps_inventory_reads_only_its_own_tenants_resources():
@@ -61,3 +64,33 @@ def test_a_steps_inventory_reads_only_its_own_tenants_resources():
                                                         "location": "aks-shared-eastus"}]}) == 0
     # One that removes reads its own tenant's live rows, not the 1,200 of the others.
     assert _explain_record(tenant, job, {"removed": [{"kind": "NetworkPolicy"}]}) <= 3
+
+
+def _spec(slug: str) -> TenantSpec:
+    return TenantSpec(tenant_id=slug, slug=slug, tier="FREE", region="eastus", admin_email=f"admin@{slug}.example",
+                      namespace=f"tenant-{slug}", dns_zone=f"{slug}.matih.ai", parent_zone="matih.ai",
+                      quota={}, limit_range={})
+
+
+def test_the_simulated_clouds_namespace_queries_read_only_that_namespace():
+    cloud = simulated.SimulatedCloud(time_scale=0, shared_cluster="shared-1")
+    for index in range(OTHER_TENANTS * 10):  # 200 tenants, 5 workloads and 3 policies each, on one cluster
+        other = _spec(f"other-{index}")
+        cloud.kubernetes.ensure_network_policies(other)
+        cloud.helm.install(other, f"other-{index}-core", "core-services", {})
+        cloud.helm.install(other, f"other-{index}-data", "data-services", {})
+    spec = _spec("acme")
+    cloud.kubernetes.ensure_namespace(spec)
+    cloud.kubernetes.ensure_network_policies(spec)
+    cloud.helm.install(spec, "acme-core", "core-services", {})
+
+    params = {"location": "shared-1", "namespace": spec.namespace, **simulated.name_range(f"{spec.namespace}/"),
+              "kinds": list(simulated.WORKLOAD_KINDS), "ingress": f"{spec.namespace}/tenant-ingress",
+              "wanted": [f"{spec.namespace}/default-deny"], **simulated._row_params(spec.slug, [])}
+    for sql in (simulated.CHECK_SQL, simulated.ENSURE_POLICIES_SQL):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+                (plan,) = cursor.fetchone()[0]
+            transaction.set_rollback(True)
+        assert _rows_read(plan, simulated.TABLE) <= 8, sql  # the namespace's own rows, of 1,600 on the cluster

@@ -119,6 +119,23 @@ def test_patching_a_missing_quota_is_permanent(cloud, spec):
         cloud.kubernetes.patch_quota(spec, {"pods": "0"})
 
 
+
+def test_a_namespace_is_its_names_prefix_and_not_a_neighbours(cloud):
+    """tenant-acme/ is not tenant-acme2/ nor tenant-acme-x/: verification and the policy pruning
+    read the tenant's own namespace only."""
+    spec = make_spec("PROFESSIONAL")
+    provision(cloud, spec)
+    for neighbour in ("acme2", "acme-x", "acm"):
+        other = make_spec("FREE", slug=neighbour)
+        provision(cloud, other)
+        cloud.kubernetes.scale_workloads(other, 0)
+
+    assert cloud.verify.check(spec)["healthy"]
+    assert cloud.kubernetes.ensure_network_policies(spec)["pruned"] == []
+    assert len(rows(kind="NetworkPolicy")) == 5 + 3 * 4
+    with pytest.raises(TransientInfraError, match="scaled to zero in tenant-acme2: core-api, core-bi, core-web"):
+        cloud.verify.check(make_spec("FREE", slug="acme2"))
+
 # --- tier change and Helm ------------------------------------------------------------------------------------
 
 def test_a_tier_change_prunes_the_external_policy_and_switches_the_ingress_class(cloud):
