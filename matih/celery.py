@@ -42,17 +42,28 @@ def _data_plane_commits(**_) -> None:
     database stays consistent; every step is idempotent and the sweeper re-drives what the
     database says is unfinished, so a lost commit costs a step run again. The control plane
     (registrations, API writes) keeps the server's setting: its answers are durable.
+
+    They also prepare each statement at its first run and plan it once (MATIH_WORKER_PLAN_ONCE):
+    a worker runs each statement of the engine only a few times per job on each of its
+    connections, so PostgreSQL's default (prepared after 5 runs, then 5 custom plans) parsed and
+    planned most runs of the load and the success again, 1-3 ms each (docs/engine.md).
     """
     from django.conf import settings
     from django.db.backends.signals import connection_created
 
     mode = settings.MATIH_WORKER_SYNCHRONOUS_COMMIT
-    if mode == "server":
+    plans_once = settings.MATIH_WORKER_PLAN_ONCE
+    if mode == "server" and not plans_once:
         return
 
     def configure(sender, connection, **kwargs) -> None:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [mode])
+            if mode != "server":
+                cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [mode])
+            if plans_once and connection.connection.prepare_threshold is not None:
+                cursor.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
+        if plans_once and connection.connection.prepare_threshold is not None:
+            connection.connection.prepare_threshold = 0
 
     # New connections only: Celery's Django fixup closes those inherited from the parent (without a
     # word on the parent's sockets), so every connection a pool process uses is made after this.

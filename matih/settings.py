@@ -203,6 +203,9 @@ MATIH_STEP_LEASE = env_int("MATIH_STEP_LEASE", 120)
 MATIH_WORKER_SYNCHRONOUS_COMMIT = os.environ.get("MATIH_WORKER_SYNCHRONOUS_COMMIT", "off").strip().lower()
 if MATIH_WORKER_SYNCHRONOUS_COMMIT not in ("off", "on", "local", "remote_write", "remote_apply", "server"):
     raise ValueError("MATIH_WORKER_SYNCHRONOUS_COMMIT: use off, on, local, remote_write, remote_apply or server")
+# The workers' sessions prepare each statement at its first run and plan it once (generic plans);
+# false leaves PostgreSQL's and psycopg's defaults (see matih/celery.py).
+MATIH_WORKER_PLAN_ONCE = env_bool("MATIH_WORKER_PLAN_ONCE", True)
 # Steps of one phase that run side by side, per worker process (they wait on cloud APIs).
 MATIH_PHASE_THREADS = env_int("MATIH_PHASE_THREADS", 8)
 MATIH_OPEN_SIGNUP = env_bool("MATIH_OPEN_SIGNUP", False)
