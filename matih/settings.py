@@ -206,6 +206,9 @@ if MATIH_WORKER_SYNCHRONOUS_COMMIT not in ("off", "on", "local", "remote_write",
 # The workers' sessions prepare each statement at its first run and plan it once (generic plans);
 # false leaves PostgreSQL's and psycopg's defaults (see matih/celery.py).
 MATIH_WORKER_PLAN_ONCE = env_bool("MATIH_WORKER_PLAN_ONCE", True)
+# How long the first status hint of a batch waits for others before the batch goes out
+# (provisioning.live.publish): the most a push is delayed.
+MATIH_HINT_COALESCE_MS = env_int("MATIH_HINT_COALESCE_MS", 50)
 # Steps of one phase that run side by side, per worker process (they wait on cloud APIs).
 MATIH_PHASE_THREADS = env_int("MATIH_PHASE_THREADS", 8)
 MATIH_OPEN_SIGNUP = env_bool("MATIH_OPEN_SIGNUP", False)

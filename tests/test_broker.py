@@ -220,3 +220,24 @@ def test_a_chain_that_is_not_the_canvas_s_is_left_to_the_tracer(app, monkeypatch
     Request.chain = [dict(app.link_task.s(str(uuid.uuid4()), "VERIFYING_CONNECTIVITY"))]
     assert not canvas.send_next_link(Request), "a mutable link: the tracer sends it"
     assert pushed() == []
+
+
+def test_a_finished_jobs_notification_goes_out_prepared_as_celery_writes_it(app, monkeypatch):
+    """provisioning.engine.canvas.send_job_task (the job-finished notification): Celery writes the first,
+    the next ones are the same bytes with new ids."""
+    from provisioning.engine import canvas
+
+    @app.task(name="test.notify", shared=False)
+    def notify(job_id):  # never run: only its messages are read
+        raise AssertionError
+
+    monkeypatch.setattr(canvas, "_prepared_messages", PreparedMessages(app))
+    job = str(uuid.uuid4())
+    canvas.send_job_task(notify, job)
+    canvas.send_job_task(notify, job)
+    assert canvas._prepared()._shapes[("test.notify",)] is not None, "the second went out prepared"
+    notify.apply_async((job,))  # Celery's own, for comparison
+    first, second, celerys = pushed()
+    assert len({m["headers"]["id"] for m in (first, second, celerys)}) == 3
+    assert without_ids(first) == without_ids(second) == without_ids(celerys)
+    assert celerys["body"][0] == [job] and celerys["headers"]["task"] == "test.notify"

@@ -8,8 +8,8 @@ operation sends the job's canvas once, on commit; resuming (the sweeper, a retry
 lease) sends the same canvas from the first unfinished phase. No chord, no result backend:
 the database says what is done, the canvas is transport (DESIGN.md section 3).
 
-The messages are Celery's: a canvas (and the next link of a running chain, `send_next_link`)
-goes out as a prepared message when it can (matih.broker: the bytes Celery wrote for the first
+The messages are Celery's: a canvas (and the next link of a running chain, `send_next_link`, and
+a finished job's notification, `send_job_task`) goes out as a prepared message when it can (matih.broker: the bytes Celery wrote for the first
 message of the same shape, with new ids), else through Celery's `apply_async`.
 """
 from __future__ import annotations
@@ -105,6 +105,16 @@ def send_next_link(request) -> bool:
 
     return messages.send((name, "link", *phases), {"job": str(job), "root": request.root_id,
                                                     "parent": request.id}, write)
+
+
+def send_job_task(task, job_id) -> None:
+    """`task(job_id)`, one task of one job (the notification of a finished job), as a prepared message
+    when it can be, else through Celery's `apply_async`."""
+    job = str(job_id)
+    if _prepared().send((task.name,), {"job": job}, lambda markers, producer: task.apply_async(
+            (markers["job"],), task_id=markers["task"], producer=producer)):
+        return
+    task.apply_async((job,))
 
 
 def send_phases(job_id, plan: Plan, from_phase: str | None = None) -> None:

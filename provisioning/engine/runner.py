@@ -744,10 +744,11 @@ def complete_job(loaded: Phase) -> bool:
 
 
 def notify(job_id) -> None:
+    from provisioning.engine.canvas import send_job_task
     from provisioning.tasks import notify_job_finished
 
     try:
-        notify_job_finished.delay(str(job_id))
+        send_job_task(notify_job_finished, job_id)
     except Exception:  # a notification never fails a job
         log.warning("notification not queued", extra={"jobId": str(job_id)}, exc_info=True)
 
