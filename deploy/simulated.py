@@ -88,13 +88,17 @@ def _row_params(owner: str, rows: list[tuple[str, str, str, dict | None]]) -> di
                                            for kind, name, location, data in rows])}
 
 
+def _resources_of(rows: list[tuple[str, str, str, dict | None]]) -> list[dict]:
+    return [resource(kind, name, location) for kind, name, location, _ in rows]
+
+
 def _put_rows(owner: str, rows: list[tuple[str, str, str, dict | None]], *, replace: bool = True) -> list[dict]:
     """Create-or-update (or, with replace=False, create-or-get) rows (kind, name, location, data) in one
     statement; their resources."""
     if rows:
         with connection.cursor() as cursor:
             cursor.execute(UPSERT_SQL if replace else CREATE_OR_GET_SQL, _row_params(owner, rows))
-    return [resource(kind, name, location) for kind, name, location, _ in rows]
+    return _resources_of(rows)
 
 
 def _put(owner: str, location: str, items: list[tuple[str, str, dict | None]], *, replace: bool = True) -> list[dict]:
@@ -110,6 +114,12 @@ NAME_IN_RANGE = "name >= %(name_from)s AND name < %(name_to)s"
 def name_range(prefix: str) -> dict:
     """NAME_IN_RANGE's parameters for the names that start with `prefix`."""
     return {"name_from": prefix, "name_to": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+
+
+def _under(prefix: str) -> Q:
+    """The same range, for the ORM's queries."""
+    bounds = name_range(prefix)
+    return Q(name__gte=bounds["name_from"], name__lt=bounds["name_to"])
 
 
 # ensure_network_policies: the wanted policies made, the namespace's others deleted (their names).
@@ -206,7 +216,7 @@ class SimulatedKubernetes(_Part):
     def delete_namespace(self, spec: TenantSpec) -> None:
         # Deleting a namespace deletes everything in it, as in Kubernetes.
         where = self.location(spec)
-        SimulatedResource.objects.filter(location=where, name__startswith=f"{spec.namespace}/").delete()
+        SimulatedResource.objects.filter(_under(f"{spec.namespace}/"), location=where).delete()
         _delete("Namespace", where, spec.namespace)
 
     def ensure_quotas(self, spec: TenantSpec) -> dict:
@@ -230,10 +240,10 @@ class SimulatedKubernetes(_Part):
                                                  **name_range(f"{spec.namespace}/"), "wanted": wanted})
             pruned = sorted(f"NetworkPolicy/{name}" for (name,) in cursor.fetchall())
         return {"networkPolicies": inventory.network_policy_names(spec), "pruned": pruned,
-                "resources": [resource(kind, name, location) for kind, name, location, _ in rows]}
+                "resources": _resources_of(rows)}
 
     def delete_network_policies(self, spec: TenantSpec) -> None:
-        _rows("NetworkPolicy", self.location(spec), name__startswith=f"{spec.namespace}/").delete()
+        _rows("NetworkPolicy", self.location(spec)).filter(_under(f"{spec.namespace}/")).delete()
 
     def ensure_ingress(self, spec: TenantSpec) -> dict:
         ingress_class = inventory.ingress_class(spec, defaults.MATIH_SHARED_INGRESS_CLASS)
@@ -262,7 +272,7 @@ class SimulatedKubernetes(_Part):
     # --- after provisioning -------------------------------------------------------------------------
 
     def _workload_rows(self, spec: TenantSpec):
-        return _rows(WORKLOAD_KINDS, self.location(spec), name__startswith=f"{spec.namespace}/")
+        return _rows(WORKLOAD_KINDS, self.location(spec)).filter(_under(f"{spec.namespace}/"))
 
     def workloads(self, spec: TenantSpec) -> dict[str, int]:
         return {row.name.split("/", 1)[1]: row.data.get("replicas", 1) for row in self._workload_rows(spec)}
@@ -374,15 +384,14 @@ class SimulatedHelm(_Part):
     def uninstall(self, spec: TenantSpec, release: str) -> None:
         where = self.cloud.kubernetes.location(spec)
         with transaction.atomic():
-            _rows(WORKLOAD_KINDS, where, name__startswith=f"{spec.namespace}/",
-                  data__release=release).delete()
+            _rows(WORKLOAD_KINDS, where, data__release=release).filter(_under(f"{spec.namespace}/")).delete()
             _delete("HelmRelease", where, namespaced(spec, release))
 
     def render(self, spec: TenantSpec, release: str, chart: str, values: dict) -> list[dict]:
         return []
 
     def releases(self, spec: TenantSpec) -> list[str]:
-        rows = _rows("HelmRelease", self.cloud.kubernetes.location(spec), name__startswith=f"{spec.namespace}/")
+        rows = _rows("HelmRelease", self.cloud.kubernetes.location(spec)).filter(_under(f"{spec.namespace}/"))
         return sorted(name.split("/", 1)[1] for name in rows.values_list("name", flat=True))
 
     def leftovers(self, spec: TenantSpec) -> list[dict]:
@@ -417,7 +426,7 @@ class SimulatedDns(_Part):
     def zone_state(self, spec: TenantSpec) -> dict:
         zone = _exists("DnsZone", spec.parent_zone, spec.dns_zone)
         records = {row.name.split("/", 1)[1]: list(row.data.get("ips", []))
-                   for row in _rows("DnsRecord", spec.dns_zone, name__startswith="A/")} if zone else {}
+                   for row in _rows("DnsRecord", spec.dns_zone).filter(_under("A/"))} if zone else {}
         delegation = _exists("DnsDelegation", spec.parent_zone, f"NS/{inventory.delegation_label(spec)}")
         return {"zone": zone, "delegation": delegation, "a": records}
 

@@ -57,12 +57,14 @@ def _data_plane_commits(**_) -> None:
         return
 
     def configure(sender, connection, **kwargs) -> None:
+        # Nothing is prepared behind a pooler in transaction mode (MATIH_DB_PREPARE_THRESHOLD=off).
+        plan_once = plans_once and connection.connection.prepare_threshold is not None
         with connection.cursor() as cursor:
             if mode != "server":
                 cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [mode])
-            if plans_once and connection.connection.prepare_threshold is not None:
+            if plan_once:
                 cursor.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
-        if plans_once and connection.connection.prepare_threshold is not None:
+        if plan_once:
             connection.connection.prepare_threshold = 0
 
     # New connections only: Celery's Django fixup closes those inherited from the parent (without a
